@@ -1,0 +1,110 @@
+"""The interface every backend implements: a backend opens connections, a backend
+connection runs SQL that is already compiled. Nothing here sees SQLAlchemy
+expressions; every driver error leaving a backend is already a dbaccess error."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from sqlalchemy.engine.interfaces import Dialect
+
+from ..options import Options, Parser
+from ..url import DatabaseURL
+
+__all__ = ["Backend", "BackendConnection", "Outcome", "Rows", "TransactionMode"]
+
+#: Rows as the driver returns them (tuples, asyncpg Records), and their column names.
+Rows = tuple[Sequence[Sequence[Any]], Sequence[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What running one statement produced."""
+
+    rowcount: int
+    lastrowid: Any
+    rows: Sequence[Sequence[Any]]
+    keys: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionMode:
+    """How to begin an outermost transaction; None leaves the server default."""
+
+    isolation: str | None = None
+    readonly: bool = False
+    deferrable: bool | None = None
+
+
+class BackendConnection(Protocol):
+    """One open driver connection."""
+
+    @property
+    def raw(self) -> Any:
+        """The driver's own connection object."""
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether the driver reports an open transaction (no round trip)."""
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the connection is closed or known to be broken."""
+
+    async def fetch(self, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
+        """Run a query and return up to ``limit`` rows (all when None)."""
+
+    async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
+        """Run a statement; collect RETURNING rows when ``returns_rows``."""
+
+    async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per argument tuple, through the driver's bulk path."""
+
+    def stream(
+        self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
+    ) -> AsyncGenerator[Rows, None]:
+        """Yield the result in chunks without holding it all in memory."""
+
+    async def begin(self, mode: TransactionMode) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+    async def run(self, sql: str) -> None:
+        """Run a statement without parameters or results (SAVEPOINT, SET...)."""
+
+    async def close(self) -> None:
+        """Close gracefully."""
+
+    def terminate(self) -> None:
+        """Close at once, without waiting for the server."""
+
+
+class Backend(Protocol):
+    """A database server reached through one driver."""
+
+    def __init__(self, url: DatabaseURL, keywords: Mapping[str, Any]) -> None:
+        """Check the URL's and the keyword options; open nothing yet."""
+
+    #: URL options this backend understands beyond the common ones.
+    url_options: ClassVar[dict[str, Parser]]
+    #: Isolation levels the backend accepts (lower case, words separated by spaces).
+    isolation_levels: ClassVar[frozenset[str]]
+    #: Whether ``deferrable`` is meaningful.
+    supports_deferrable: ClassVar[bool]
+
+    @property
+    def dialect(self) -> Dialect:
+        """The SQLAlchemy dialect that compiles for this driver."""
+
+    @property
+    def options(self) -> Options: ...
+
+    async def connect(self) -> BackendConnection:
+        """Open one new connection, set up for dbaccess."""
+
+    async def close(self) -> None:
+        """Release what the backend holds beyond its connections (after the pool closed)."""

@@ -1,0 +1,306 @@
+"""What the aiomysql and asyncmy backends share: MySQL and MariaDB.
+
+Connections run in autocommit mode (dbaccess issues START TRANSACTION itself) with
+the FOUND_ROWS flag, so ``rowcount`` counts matched rows as on PostgreSQL and SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from sqlalchemy.engine.interfaces import Dialect
+
+from ..errors import (
+    DatabaseError,
+    DataError,
+    DBAccessError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    translate,
+)
+from ..options import Options, Parser, keyword_parameters, parse_options, ssl_context
+from ..url import DatabaseURL
+from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
+
+__all__ = ["MySQLBackendBase", "MySQLConnection", "MySQLDriver"]
+
+# Server error numbers whose DB-API class differs between drivers or from
+# PostgreSQL's: the same mistake raises the same dbaccess class on every backend.
+_ERRNO_CLASSES: dict[int, type[DBAccessError]] = {
+    1044: ProgrammingError,  # access denied to database
+    1049: ProgrammingError,  # unknown database
+    1050: ProgrammingError,  # table already exists
+    1051: ProgrammingError,  # unknown table
+    1054: ProgrammingError,  # unknown column
+    1060: ProgrammingError,  # duplicate column name
+    1061: ProgrammingError,  # duplicate key name
+    1064: ProgrammingError,  # syntax error
+    1091: ProgrammingError,  # can't drop, does not exist
+    1146: ProgrammingError,  # table does not exist
+    1149: ProgrammingError,  # syntax error
+    1305: ProgrammingError,  # function does not exist
+    1048: IntegrityError,  # column cannot be null
+    1062: IntegrityError,  # duplicate entry
+    1451: IntegrityError,  # foreign key: row is referenced
+    1452: IntegrityError,  # foreign key: no parent row
+    3819: IntegrityError,  # check constraint violated (MySQL)
+    4025: IntegrityError,  # check constraint violated (MariaDB)
+    1264: DataError,  # out of range
+    1265: DataError,  # data truncated
+    1292: DataError,  # incorrect datetime value
+    1366: DataError,  # incorrect value for column
+    1406: DataError,  # data too long
+    1205: OperationalError,  # lock wait timeout
+    1213: OperationalError,  # deadlock
+    1969: OperationalError,  # max_statement_time exceeded (MariaDB)
+    3024: OperationalError,  # max_execution_time exceeded (MySQL)
+}
+
+_CLASS_NAMES: dict[str, type[DBAccessError]] = {
+    "IntegrityError": IntegrityError,
+    "ProgrammingError": ProgrammingError,
+    "DataError": DataError,
+    "OperationalError": OperationalError,
+    "InternalError": InternalError,
+    "NotSupportedError": NotSupportedError,
+    "InterfaceError": InterfaceError,
+    "DatabaseError": DatabaseError,
+}
+
+
+class MySQLDriver:
+    """What differs between aiomysql and asyncmy."""
+
+    name: ClassVar[str]
+    error: ClassVar[type[Exception]]
+    found_rows_flag: ClassVar[int]
+    connect: ClassVar[Callable[..., Any]]
+    #: The driver's argument for the database name.
+    database_argument: ClassVar[str]
+    unbuffered_cursor: ClassVar[type[Any]]
+
+    @staticmethod
+    async def cursor(conn: Any, cursor_class: type[Any] | None = None) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def is_closed(conn: Any) -> bool:
+        raise NotImplementedError
+
+
+class MySQLConnection(BackendConnection):
+    __slots__ = ("_conn", "_driver", "_translate")
+
+    def __init__(
+        self, conn: Any, driver: type[MySQLDriver], translate: Callable[[Exception], DBAccessError]
+    ) -> None:
+        self._conn = conn
+        self._driver = driver
+        self._translate = translate
+
+    @property
+    def raw(self) -> Any:
+        return self._conn
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._conn.get_transaction_status())
+
+    @property
+    def is_closed(self) -> bool:
+        return self._driver.is_closed(self._conn)
+
+    async def fetch(self, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
+        try:
+            cursor = await self._driver.cursor(self._conn)
+            try:
+                await cursor.execute(sql, args)
+                if limit is None:
+                    rows = await cursor.fetchall()
+                else:
+                    rows = await cursor.fetchmany(limit)
+                keys = [column[0] for column in cursor.description or ()]
+            finally:
+                await cursor.close()
+        except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
+            raise self._translate(exc) from exc
+        return rows, keys
+
+    async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
+        try:
+            cursor = await self._driver.cursor(self._conn)
+            try:
+                await cursor.execute(sql, args)
+                rows = await cursor.fetchall() if returns_rows else ()
+                keys = [column[0] for column in cursor.description or ()]
+                rowcount, lastrowid = cursor.rowcount, cursor.lastrowid
+            finally:
+                await cursor.close()
+        except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
+            raise self._translate(exc) from exc
+        return Outcome(rowcount, lastrowid or None, rows, keys)
+
+    async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
+        try:
+            cursor = await self._driver.cursor(self._conn)
+            try:
+                await cursor.executemany(sql, many_args)
+            finally:
+                await cursor.close()
+        except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
+            raise self._translate(exc) from exc
+
+    async def stream(
+        self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
+    ) -> AsyncGenerator[Rows, None]:
+        errors = (self._driver.error, OSError, asyncio.TimeoutError)
+        if transaction_open:
+            # Other statements of the transaction may run between chunks, and MySQL
+            # allows none while an unbuffered result is pending: buffer this one.
+            rows, keys = await self.fetch(sql, args, None)
+            for start in range(0, len(rows), chunk_size):
+                yield rows[start : start + chunk_size], keys
+            return
+        finished = False
+        try:
+            cursor = await self._driver.cursor(self._conn, self._driver.unbuffered_cursor)
+            await cursor.execute(sql, args)
+            keys = [column[0] for column in cursor.description or ()]
+            while True:
+                rows = await cursor.fetchmany(chunk_size)
+                if not rows:
+                    break
+                yield rows, keys
+            finished = True
+            await cursor.close()
+        except errors as exc:
+            raise self._translate(exc) from exc
+        finally:
+            if not finished:
+                # Unread rows would have to be drained first: closing is faster and the
+                # pool replaces the connection.
+                self.terminate()
+
+    async def begin(self, mode: TransactionMode) -> None:
+        if mode.isolation:
+            await self.run(f"SET TRANSACTION ISOLATION LEVEL {mode.isolation.upper()}")
+        await self.run("START TRANSACTION READ ONLY" if mode.readonly else "START TRANSACTION")
+
+    async def commit(self) -> None:
+        await self.run("COMMIT")
+
+    async def rollback(self) -> None:
+        await self.run("ROLLBACK")
+
+    async def run(self, sql: str) -> None:
+        await self.execute(sql, (), False)
+
+    async def close(self) -> None:
+        try:
+            await self._conn.ensure_closed()
+        except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
+            raise self._translate(exc) from exc
+
+    def terminate(self) -> None:
+        self._conn.close()
+
+
+class MySQLBackendBase(Backend):
+    """MySQL and MariaDB, whichever driver."""
+
+    driver: ClassVar[type[MySQLDriver]]
+    dialect_class: ClassVar[type[Dialect]]
+    url_options: ClassVar[dict[str, Parser]] = {
+        "unix_socket": lambda name, value: str(value),
+        "charset": lambda name, value: str(value),
+    }
+    isolation_levels: ClassVar[frozenset[str]] = frozenset(
+        {"read uncommitted", "read committed", "repeatable read", "serializable"}
+    )
+    supports_deferrable: ClassVar[bool] = False
+
+    def __init__(self, url: DatabaseURL, keywords: Mapping[str, Any]) -> None:
+        driver = self.driver
+        self._options = parse_options(
+            url.options,
+            keywords,
+            backend_parsers=self.url_options,
+            driver_keywords=keyword_parameters(driver.connect),
+            managed=frozenset(
+                {"host", "port", "user", "password", "db", "database", "autocommit", "timeout"}
+            ),
+            backend_name=f"MySQL ({driver.name})",
+        )
+        if self._options.ssl is not None:
+            ssl_context(self._options.ssl)  # refuse a mode MySQL drivers cannot do, now
+        self._url = url
+        self._dialect = self.dialect_class()
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._dialect
+
+    @property
+    def options(self) -> Options:
+        return self._options
+
+    def translate_error(self, exc: Exception) -> DBAccessError:
+        if isinstance(exc, self.driver.error):
+            errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+            ours = _ERRNO_CLASSES.get(errno) if errno is not None else None
+            if ours is None:
+                for cls in type(exc).__mro__:
+                    ours = _CLASS_NAMES.get(cls.__name__)
+                    if ours is not None:
+                        break
+            return translate(exc, ours or DatabaseError)
+        if isinstance(exc, (OSError, asyncio.TimeoutError)):
+            return translate(exc, OperationalError)
+        return translate(exc, DatabaseError)
+
+    async def connect(self) -> MySQLConnection:
+        options, url, driver = self._options, self._url, self.driver
+        flags = int(options.driver.get("client_flag", 0)) | driver.found_rows_flag
+        kwargs: dict[str, Any] = {
+            **options.driver,
+            "host": url.components.hostname or "localhost",
+            "port": url.port or 3306,
+            "user": url.username,
+            "password": url.password or "",
+            driver.database_argument: url.database or None,
+            "autocommit": True,
+            "client_flag": flags,
+            "connect_timeout": options.connect_timeout or 10.0,
+            "charset": options.backend.get("charset", "utf8mb4"),
+        }
+        if "unix_socket" in options.backend:
+            kwargs["unix_socket"] = options.backend["unix_socket"]
+        if options.ssl is not None:
+            kwargs["ssl"] = ssl_context(options.ssl)
+        try:
+            conn = await driver.connect(**kwargs)
+        except (driver.error, OSError, asyncio.TimeoutError) as exc:
+            raise self.translate_error(exc) from exc
+        connection = MySQLConnection(conn, driver, self.translate_error)
+        if options.command_timeout is not None:
+            try:
+                await connection.run(self._statement_timeout(conn, options.command_timeout))
+            except BaseException:
+                connection.terminate()
+                raise
+        return connection
+
+    @staticmethod
+    def _statement_timeout(conn: Any, seconds: float) -> str:
+        if "mariadb" in str(conn.get_server_info()).lower():
+            return f"SET SESSION max_statement_time = {seconds}"
+        return f"SET SESSION max_execution_time = {round(seconds * 1000)}"
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,275 @@
+"""SQLite through aiosqlite, with a real pool.
+
+Each connection is set up once: autocommit mode (dbaccess issues BEGIN itself),
+foreign keys on, a busy timeout, and WAL journaling for files so readers and a
+writer do not block each other. ``sqlite:///:memory:`` is one in-memory database
+shared by every connection of the pool (SQLite's ``memdb`` VFS); it lives until
+:meth:`Database.disconnect`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import aiosqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
+from sqlalchemy.engine.interfaces import Dialect
+
+from ..errors import (
+    ConfigurationError,
+    DatabaseError,
+    DataError,
+    DBAccessError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    translate,
+)
+from ..options import Options, Parser, parse_bool, parse_options, parse_seconds
+from ..url import DatabaseURL
+from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
+
+__all__ = ["SQLiteBackend"]
+
+_JOURNAL_MODES = ("delete", "truncate", "persist", "memory", "wal", "off")
+_memory_names = itertools.count(1)
+
+
+def _parse_journal_mode(name: str, value: Any) -> str:
+    mode = str(value).strip().lower()
+    if mode not in _JOURNAL_MODES:
+        raise ConfigurationError(
+            f"option {name}={value!r} must be one of: {', '.join(_JOURNAL_MODES)}"
+        )
+    return mode
+
+
+_ERRORS: tuple[tuple[type[BaseException], type[DBAccessError]], ...] = (
+    (sqlite3.IntegrityError, IntegrityError),
+    (sqlite3.DataError, DataError),
+    (sqlite3.NotSupportedError, NotSupportedError),
+    (sqlite3.InternalError, InternalError),
+    (sqlite3.ProgrammingError, ProgrammingError),
+    (sqlite3.InterfaceError, InterfaceError),
+    (sqlite3.OperationalError, OperationalError),
+    (sqlite3.DatabaseError, DatabaseError),
+    (sqlite3.Error, DatabaseError),
+)
+_SQLITE_ERROR = 1  # "SQL logic error": bad syntax, no such table or column
+
+
+def _translate(exc: Exception) -> DBAccessError:
+    if isinstance(exc, sqlite3.OperationalError) and _is_sql_error(exc):
+        return translate(exc, ProgrammingError)
+    if isinstance(exc, ValueError):  # aiosqlite: "no active connection"
+        return translate(exc, InterfaceError)
+    for theirs, ours in _ERRORS:
+        if isinstance(exc, theirs):
+            return translate(exc, ours)
+    return translate(exc, DatabaseError)
+
+
+def _is_sql_error(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return bool(code == _SQLITE_ERROR)
+    message = str(exc)
+    return message.startswith(("no such ", "near ", "syntax error")) or " syntax " in message
+
+
+_DRIVER_ERRORS = (sqlite3.Error, ValueError)
+# sqlite3.connect() keywords a caller may pass (the others dbaccess sets itself).
+_SQLITE_KEYWORDS = frozenset({"detect_types", "check_same_thread", "factory", "cached_statements"})
+
+
+class SQLiteConnection(BackendConnection):
+    __slots__ = ("_closed", "_conn")
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._closed = False
+
+    @property
+    def raw(self) -> aiosqlite.Connection:
+        return self._conn
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._conn.in_transaction)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    async def fetch(self, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
+        try:
+            async with self._conn.execute(sql, args) as cursor:
+                rows = await (cursor.fetchall() if limit is None else cursor.fetchmany(limit))
+                keys = [column[0] for column in cursor.description or ()]
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        return rows, keys  # type: ignore[return-value]
+
+    async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
+        try:
+            cursor = await self._conn.execute(sql, args)
+            rows: Sequence[Any] = list(await cursor.fetchall()) if returns_rows else ()
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        keys = [column[0] for column in cursor.description or ()]
+        rowcount = len(rows) if returns_rows and cursor.rowcount < 0 else cursor.rowcount
+        return Outcome(rowcount, cursor.lastrowid, rows, keys)
+
+    async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
+        try:
+            await self._conn.executemany(sql, many_args)
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+
+    async def stream(
+        self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
+    ) -> AsyncGenerator[Rows, None]:
+        try:
+            cursor = await self._conn.execute(sql, args)
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        keys = [column[0] for column in cursor.description or ()]
+        try:
+            while True:
+                try:
+                    rows = await cursor.fetchmany(chunk_size)
+                except _DRIVER_ERRORS as exc:
+                    raise _translate(exc) from exc
+                if not rows:
+                    return
+                yield rows, keys  # type: ignore[misc]
+        finally:
+            await cursor.close()
+
+    async def begin(self, mode: TransactionMode) -> None:
+        # IMMEDIATE takes the write lock up front: a deferred transaction that reads
+        # and then writes can fail at once with SQLITE_BUSY, the busy timeout unused.
+        await self.run("BEGIN DEFERRED" if mode.readonly else "BEGIN IMMEDIATE")
+        if mode.readonly:
+            await self.run("PRAGMA query_only = ON")
+
+    async def commit(self) -> None:
+        await self._end("COMMIT")
+
+    async def rollback(self) -> None:
+        await self._end("ROLLBACK")
+
+    async def _end(self, sql: str) -> None:
+        try:
+            await self.run(sql)
+        finally:
+            if not self._conn.in_transaction:
+                await self.run("PRAGMA query_only = OFF")
+
+    async def run(self, sql: str) -> None:
+        try:
+            await self._conn.execute(sql)
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+
+    async def close(self) -> None:
+        self._closed = True
+        try:
+            await self._conn.close()
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+
+    def terminate(self) -> None:
+        self._closed = True
+        self._conn.stop()
+
+
+class SQLiteBackend(Backend):
+    url_options: ClassVar[dict[str, Parser]] = {
+        "busy_timeout": parse_seconds,
+        "foreign_keys": parse_bool,
+        "journal_mode": _parse_journal_mode,
+    }
+    isolation_levels: ClassVar[frozenset[str]] = frozenset(
+        # SQLite transactions are serializable, which satisfies every weaker level.
+        {"read uncommitted", "read committed", "repeatable read", "serializable"}
+    )
+    supports_deferrable: ClassVar[bool] = False
+
+    def __init__(self, url: DatabaseURL, keywords: Mapping[str, Any]) -> None:
+        options = parse_options(
+            url.options,
+            keywords,
+            backend_parsers=self.url_options,
+            driver_keywords=_SQLITE_KEYWORDS,
+            managed=frozenset({"database", "isolation_level", "uri", "timeout"}),
+            backend_name="SQLite",
+        )
+        for name in ("ssl", "command_timeout"):
+            if getattr(options, name) is not None:
+                raise ConfigurationError(f"option {name!r} is not supported on SQLite")
+        self._options = options
+        self._dialect = SQLiteDialect_aiosqlite()
+        path = url.database
+        self._memory = path in ("", ":memory:")
+        if self._memory:
+            # One named in-memory database per Database object, shared by its pool.
+            self._target = f"file:/dbaccess-memory-{id(self)}-{next(_memory_names)}?vfs=memdb"
+        else:
+            self._target = path if path.startswith("file:") else f"file:{quote(path)}"
+        self._busy_timeout = options.backend.get("busy_timeout") or 5.0
+        self._foreign_keys = options.backend.get("foreign_keys", True)
+        default_mode = "memory" if self._memory else "wal"
+        self._journal_mode = options.backend.get("journal_mode", default_mode)
+        # Keeps a memory database alive while the pool's connections come and go.
+        self._keeper: SQLiteConnection | None = None
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._dialect
+
+    @property
+    def options(self) -> Options:
+        return self._options
+
+    @property
+    def is_memory(self) -> bool:
+        return self._memory
+
+    async def connect(self) -> SQLiteConnection:
+        if self._memory and self._keeper is None:
+            self._keeper = await self._open()
+        return await self._open()
+
+    async def close(self) -> None:
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            await keeper.close()
+
+    async def _open(self) -> SQLiteConnection:
+        try:
+            conn = await aiosqlite.connect(
+                self._target,
+                uri=True,
+                isolation_level=None,
+                timeout=self._busy_timeout,
+                **self._options.driver,
+            )
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        connection = SQLiteConnection(conn)
+        try:
+            await connection.run(f"PRAGMA foreign_keys = {'ON' if self._foreign_keys else 'OFF'}")
+            if not self._memory:
+                await connection.run(f"PRAGMA journal_mode = {self._journal_mode}")
+        except BaseException:
+            await connection.close()
+            raise
+        return connection

@@ -1,0 +1,298 @@
+"""Compile a query and its values into SQL, driver arguments and result metadata.
+
+Everything SQLAlchemy-specific happens here, once, before a backend sees the query:
+backends receive a SQL string in their driver's parameter style and a sequence of
+arguments already converted by the column types.
+
+Core expressions compile with the dialect of the driver in use, through SQLAlchemy's
+public API (``ClauseElement.compile()``, ``Compiled.construct_params()`` and
+``SQLCompiler.construct_expanded_state()`` for ``IN`` lists). Raw SQL strings become
+``text()`` with their ``:name`` parameters; a list or tuple bound right after ``IN``
+expands to one parameter per item. Raw SQL compiles once per shape and is cached.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import BindParameter, TextClause
+
+from .errors import InterfaceError, ProgrammingError
+from .processors import Processor, bind_processor, result_processor
+from .record import ResultMeta
+
+__all__ = ["CompiledQuery", "Compiler", "Statement"]
+
+Query = ClauseElement | str
+
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+_INSERT = re.compile(r"^\s*(INSERT|REPLACE)\b", re.IGNORECASE)
+_CACHE_SIZE = 512
+
+
+@dataclass(eq=False)
+class Statement:
+    """A compiled query, reusable for any values of the same shape."""
+
+    compiled: SQLCompiler
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Processor | None, ...]
+    expanding: bool
+    #: Every argument is a value the caller gave, by name (no literals to merge in).
+    direct: bool
+    required: frozenset[str]
+    returns_rows: bool
+    is_insert: bool
+    #: True when RETURNING was added by SQLAlchemy to report the new primary key.
+    implicit_returning: bool
+    result_columns: tuple[Any, ...]
+    result_processors: tuple[Processor | None, ...]
+    _metas: dict[tuple[str, ...], ResultMeta] = field(default_factory=dict)
+
+    def meta(self, keys: Sequence[str]) -> ResultMeta:
+        """The ResultMeta for rows with these column names (one per statement)."""
+        keys = tuple(keys)
+        meta = self._metas.get(keys)
+        if meta is None:
+            meta = ResultMeta(keys, self.result_processors, self.result_columns)
+            self._metas[keys] = meta
+        return meta
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledQuery:
+    """SQL ready for the driver: its text, its arguments and how to read its rows."""
+
+    sql: str
+    args: Sequence[Any]
+    statement: Statement
+
+
+class Compiler:
+    """Compiles queries for one dialect, caching raw SQL by its shape."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._text_cache: OrderedDict[tuple[Any, ...], Statement] = OrderedDict()
+
+    def compile(self, query: Query, values: Mapping[str, Any] | None) -> CompiledQuery:
+        """Compile one query with one set of values."""
+        values = _check_values(values)
+        statement = self.statement(query, values)
+        return CompiledQuery(*_bind(statement, values), statement)
+
+    def compile_many(
+        self, query: Query, many_values: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[str, list[Sequence[Any]]]]:
+        """Compile one query for many sets of values: one (sql, [args...]) per shape."""
+        if isinstance(many_values, (str, bytes, Mapping)) or not isinstance(many_values, Sequence):
+            raise InterfaceError(
+                "execute_many() takes a list of mappings of values, "
+                f"not {type(many_values).__name__}"
+            )
+        batches: list[tuple[str, list[Sequence[Any]]]] = []
+        shape: tuple[str, ...] | None = None
+        statement: Statement | None = None
+        for values in many_values:
+            values = _check_values(values)
+            if statement is None or tuple(values) != shape:
+                statement, shape = self.statement(query, values), tuple(values)
+            sql, args = _bind(statement, values)
+            if not batches or batches[-1][0] != sql:  # new keys, or an IN list of new length
+                batches.append((sql, []))
+            batches[-1][1].append(args)
+        return batches
+
+    def statement(self, query: Query, values: Mapping[str, Any]) -> Statement:
+        if isinstance(query, str):
+            return self._text_statement(query, values)
+        if isinstance(query, ClauseElement):
+            return self._core_statement(query, values)
+        raise InterfaceError(
+            "a query must be a SQL string or a SQLAlchemy Core expression, "
+            f"not {type(query).__name__}"
+        )
+
+    def _text_statement(self, sql: str, values: Mapping[str, Any]) -> Statement:
+        shape = (sql, *((name, _kind(value)) for name, value in values.items()))
+        statement = self._text_cache.get(shape)
+        if statement is not None:
+            self._text_cache.move_to_end(shape)
+            return statement
+        if "\x00" in sql:
+            raise ProgrammingError("the SQL text contains a NUL byte")
+        declared = set(_PARAMETER.findall(sql))
+        unknown = set(values) - declared
+        if unknown:
+            raise ProgrammingError(
+                f"unknown parameter {_names(unknown)} for this query; "
+                f"its parameters are: {_names(declared) or 'none'}"
+            )
+        binds: list[BindParameter[Any]] = []
+        for name, value in values.items():
+            expanding = isinstance(value, (list, tuple)) and _in_list(name).search(sql)
+            if expanding:
+                # `IN (:ids)` would expand to `IN ((1, 2))`, a row, not a list.
+                sql = _in_list(name).sub(f"IN :{name}", sql)
+            binds.append(bindparam(name, value, expanding=bool(expanding)))
+        statement = self._make(
+            text(sql).bindparams(*binds),
+            values,
+            returns_rows=bool(_RETURNING.search(sql)),
+            is_insert=bool(_INSERT.match(sql)),
+        )
+        self._text_cache[shape] = statement
+        if len(self._text_cache) > _CACHE_SIZE:
+            self._text_cache.popitem(last=False)
+        return statement
+
+    def _core_statement(self, query: ClauseElement, values: Mapping[str, Any]) -> Statement:
+        if isinstance(query, TextClause):
+            returns_rows = bool(_RETURNING.search(query.text))
+        else:
+            returns_rows = bool(getattr(query, "is_select", False))
+        return self._make(
+            query,
+            values,
+            column_keys=list(values) if isinstance(query, UpdateBase) else None,
+            returns_rows=returns_rows,
+            is_insert=bool(getattr(query, "is_insert", False)),
+        )
+
+    def _make(
+        self,
+        clause: ClauseElement,
+        values: Mapping[str, Any],
+        *,
+        returns_rows: bool,
+        is_insert: bool,
+        column_keys: list[str] | None = None,
+    ) -> Statement:
+        dialect = self.dialect
+        try:
+            if column_keys is None:
+                compiled = clause.compile(dialect=dialect)
+            else:
+                compiled = clause.compile(dialect=dialect, column_keys=column_keys)
+        except sa_exc.UnsupportedCompilationError as exc:
+            raise ProgrammingError(f"cannot compile the query for {dialect.name}: {exc}") from exc
+        except (sa_exc.CompileError, sa_exc.ArgumentError) as exc:
+            raise ProgrammingError(f"cannot compile the query: {exc}") from exc
+        if not isinstance(compiled, SQLCompiler):  # DDL: no parameters, no rows
+            return Statement(
+                compiled=compiled,  # type: ignore[arg-type]
+                sql=compiled.string,
+                names=(),
+                processors=(),
+                expanding=False,
+                direct=True,
+                required=frozenset(),
+                returns_rows=False,
+                is_insert=False,
+                implicit_returning=False,
+                result_columns=(),
+                result_processors=(),
+            )
+
+        binds = compiled.binds
+        names = tuple(compiled.positiontup or ())
+        columns: tuple[Any, ...]
+        implicit = False
+        if isinstance(clause, UpdateBase):
+            columns = tuple(compiled.effective_returning or ())
+            # RETURNING that the user did not ask for reports the new primary key.
+            implicit = bool(columns) and not len(clause.exported_columns)
+        else:
+            columns = tuple(getattr(clause, "selected_columns", ()))
+        accepted = set(binds) | set(column_keys or ())
+        unknown = set(values) - accepted
+        if unknown:
+            raise ProgrammingError(
+                f"unknown parameter {_names(unknown)} for this query; "
+                f"its parameters are: {_names(set(names)) or 'none'}"
+            )
+        return Statement(
+            compiled=compiled,
+            sql=compiled.string,
+            names=names,
+            processors=tuple(bind_processor(binds[name].type, dialect) for name in names),
+            expanding=bool(compiled.post_compile_params or compiled.literal_execute_params),
+            # text() parameters all come from the values: no need to ask SQLAlchemy.
+            direct=isinstance(clause, TextClause) and set(names) <= set(values),
+            required=frozenset(n for n in names if binds[n].required),
+            returns_rows=returns_rows or bool(columns),
+            is_insert=is_insert,
+            implicit_returning=implicit,
+            result_columns=columns,
+            result_processors=tuple(result_processor(c.type, dialect) for c in columns),
+        )
+
+
+_PARAMETER = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+
+
+def _in_list(name: str) -> re.Pattern[str]:
+    return re.compile(rf"\bIN\s*(?:\(\s*:{name}\s*\)|:{name})(?!\w)", re.IGNORECASE)
+
+
+def _kind(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return (type(value), type(value[0]) if value else None)
+    return type(value)
+
+
+def _names(names: set[str]) -> str:
+    return ", ".join(repr(name) for name in sorted(names))
+
+
+def _check_values(values: Any) -> Mapping[str, Any]:
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise InterfaceError(
+            f"query values must be a mapping of parameter names to values, "
+            f"not {type(values).__name__}"
+        )
+    return values
+
+
+def _bind(statement: Statement, values: Mapping[str, Any]) -> tuple[str, Sequence[Any]]:
+    missing = statement.required - values.keys()
+    if missing:
+        raise ProgrammingError(f"missing value for parameter {_names(set(missing))}")
+    processors = statement.processors
+    if statement.direct and not statement.expanding:
+        return statement.sql, [
+            value if process is None else process(value)
+            for value, process in zip(map(values.__getitem__, statement.names), processors)
+        ]
+    compiled = statement.compiled
+    try:
+        if not statement.expanding:
+            params = compiled.construct_params(values)
+            return statement.sql, [
+                params[name] if process is None else process(params[name])
+                for name, process in zip(statement.names, processors)
+            ]
+        state = compiled.construct_expanded_state(values)
+    except sa_exc.InvalidRequestError as exc:
+        raise ProgrammingError(str(exc)) from exc
+    by_name = dict(zip(statement.names, processors))
+    extra = state.processors
+    args = []
+    for name in state.positiontup or ():
+        value = state.parameters[name]
+        process = extra.get(name) or by_name.get(name)
+        args.append(value if process is None else process(value))
+    return state.statement, args

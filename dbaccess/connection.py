@@ -1,0 +1,302 @@
+"""Connection: one pooled driver connection as seen by one task and its children.
+
+``Database`` binds a Connection to the current context (a ContextVar) while an
+``async with db.connection()`` or ``db.transaction()`` block runs, so the task and
+the tasks it starts inside the block share it; sibling tasks each get their own.
+Statements on a shared connection run one at a time (a lock). Outside any block,
+each call borrows a pooled connection for that call only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .backends.base import BackendConnection, Outcome, Rows, TransactionMode
+from .compiler import CompiledQuery, Query, Statement
+from .errors import DBAccessError, InterfaceError
+from .record import Record
+from .result import ExecuteResult
+
+if TYPE_CHECKING:
+    from .database import Database
+    from .transaction import Transaction
+
+__all__ = ["Connection"]
+
+#: Rows fetched per round trip by iterate().
+ITERATE_CHUNK_SIZE = 1000
+_DEFAULT_MODE = TransactionMode()
+
+
+class Connection:
+    """A database connection for the current task; reusable with ``async with``."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._raw: BackendConnection | None = None
+        self._refs = 0
+        self._lock = asyncio.Lock()
+        self._transactions: list[Transaction] = []
+        #: A statement was interrupted (cancelled) mid-way: the driver connection's
+        #: state is unknown, so it is closed instead of going back to the pool.
+        self._broken = False
+        # Per task, what the ContextVar held before each `async with` entered.
+        self._restore: dict[asyncio.Task[Any] | None, list[Connection | None]] = {}
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def __aenter__(self) -> Connection:
+        await self._acquire_ref()
+        current = self._database._current
+        previous = current.get()
+        self._restore.setdefault(asyncio.current_task(), []).append(
+            self if previous is self else previous
+        )
+        if previous is not self:
+            current.set(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        task = asyncio.current_task()
+        stack = self._restore.get(task)
+        if stack:
+            previous = stack.pop()
+            if not stack:
+                del self._restore[task]
+            if previous is not self:
+                self._database._current.set(previous)
+        await self._release_ref()
+
+    @property
+    def is_bound(self) -> bool:
+        """Whether a driver connection is held (inside an ``async with`` block)."""
+        return self._refs > 0
+
+    async def _acquire_ref(self) -> None:
+        if self._refs == 0:
+            self._raw = await self._database._acquire()
+            self._broken = False
+        self._refs += 1
+
+    async def _release_ref(self) -> None:
+        self._refs -= 1
+        if self._refs == 0:
+            raw, self._raw = self._raw, None
+            if raw is not None:
+                await self._database._give_back(raw, broken=self._broken)
+
+    @property
+    def raw_connection(self) -> Any:
+        """The driver's own connection (asyncpg, aiomysql, asyncmy or aiosqlite)."""
+        if self._raw is None:
+            raise InterfaceError(
+                "cannot get raw_connection: this connection holds no driver connection "
+                "outside an `async with database.connection()` block"
+            )
+        return self._raw.raw
+
+    def transaction(self, *, force_rollback: bool = False, **options: Any) -> Transaction:
+        """Start a transaction on this connection (see :meth:`Database.transaction`)."""
+        from .transaction import Transaction
+
+        return Transaction(lambda: self, self._database, force_rollback=force_rollback, **options)
+
+    # -- queries -----------------------------------------------------------------
+
+    async def fetch_all(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> list[Record]:
+        """Run a query and return all its rows."""
+        compiled = self._database._compiler.compile(query, values)
+        rows, keys = await self._use(_fetch_all, compiled)
+        return compiled.statement.meta(keys).make_all(rows)
+
+    async def fetch_one(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> Record | None:
+        """Run a query and return its first row, or None when it has none."""
+        compiled = self._database._compiler.compile(query, values)
+        rows, keys = await self._use(_fetch_one, compiled)
+        return compiled.statement.meta(keys).make(rows[0]) if rows else None
+
+    async def fetch_val(
+        self, query: Query, values: Mapping[str, Any] | None = None, column: Any = 0
+    ) -> Any:
+        """Run a query and return one value of its first row (None when no row)."""
+        row = await self.fetch_one(query, values)
+        return None if row is None else row[column]
+
+    async def execute(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+        """Run a statement; return the new primary key after an INSERT, the first value
+        of the first row when it returns rows (RETURNING), else None."""
+        compiled = self._database._compiler.compile(query, values)
+        outcome = await self._use(_execute, compiled)
+        statement = compiled.statement
+        if statement.returns_rows:
+            if not outcome.rows:
+                return None
+            return statement.meta(outcome.keys).make(outcome.rows[0])[0]
+        return outcome.lastrowid if statement.is_insert else None
+
+    async def execute_result(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> ExecuteResult:
+        """Run a statement and report its rowcount, new primary key and RETURNING rows."""
+        compiled = self._database._compiler.compile(query, values)
+        outcome = await self._use(_execute, compiled)
+        return _result(compiled.statement, outcome)
+
+    async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement once per mapping of values, atomically, in few round trips."""
+        batches = self._database._compiler.compile_many(query, values)
+        if batches:
+            await self._use(_execute_many, batches)
+
+    async def iterate(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[Record]:
+        """Yield a query's rows as they arrive, without holding them all in memory.
+
+        Inside a transaction the rows stream on the transaction's connection (other
+        statements may run between chunks); otherwise on a connection of their own,
+        so queries inside the loop never wait for the loop.
+        """
+        compiled = self._database._compiler.compile(query, values)
+        if self._refs and self._transactions:
+            stream = self._stream_shared(compiled)
+        else:
+            stream = self._stream_dedicated(compiled)
+        try:
+            async for rows, meta_keys in stream:
+                meta = compiled.statement.meta(meta_keys)
+                for row in meta.make_all(rows):
+                    yield row
+        finally:
+            await stream.aclose()
+
+    async def _stream_shared(self, compiled: CompiledQuery) -> AsyncGenerator[Rows, None]:
+        await self._acquire_ref()
+        try:
+            raw = self._checked_raw()
+            chunks = raw.stream(compiled.sql, compiled.args, ITERATE_CHUNK_SIZE, True)
+            try:
+                while True:
+                    async with self._lock:
+                        try:
+                            chunk = await chunks.__anext__()
+                        except StopAsyncIteration:
+                            return
+                        except BaseException as exc:
+                            self._note_failure(exc)
+                            raise
+                    yield chunk
+            finally:
+                async with self._lock:
+                    await chunks.aclose()
+        finally:
+            await self._release_ref()
+
+    async def _stream_dedicated(self, compiled: CompiledQuery) -> AsyncGenerator[Rows, None]:
+        database = self._database
+        raw = await database._acquire()
+        chunks = raw.stream(compiled.sql, compiled.args, ITERATE_CHUNK_SIZE, False)
+        broken = False
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except GeneratorExit:
+            raise  # the loop ended early: the stream cleans up in aclose()
+        except BaseException as exc:
+            broken = not isinstance(exc, DBAccessError)
+            raise
+        finally:
+            try:
+                await chunks.aclose()
+            except BaseException:
+                broken = True
+                raise
+            finally:
+                await database._give_back(raw, broken=broken)
+
+    # -- running statements ------------------------------------------------------
+
+    async def _use(self, operation: Any, argument: Any) -> Any:
+        """Run ``operation(raw, argument)`` on this task's driver connection, or on a
+        pooled one for this call only when none is bound."""
+        if not self._refs:
+            return await self._database._with_pooled(operation, argument)
+        await self._acquire_ref()  # a child task may still run when the block ends
+        try:
+            async with self._lock:
+                raw = self._checked_raw()
+                try:
+                    return await operation(raw, argument)
+                except BaseException as exc:
+                    self._note_failure(exc)
+                    raise
+        finally:
+            await self._release_ref()
+
+    def _checked_raw(self) -> BackendConnection:
+        raw = self._raw
+        if raw is None:
+            raise InterfaceError("cannot run a statement: the connection was released")
+        if self._broken or raw.is_closed:
+            raise InterfaceError(
+                "cannot run a statement: this connection was interrupted or lost earlier "
+                "in the block; leave the block and start a new one"
+            )
+        return raw
+
+    def _note_failure(self, exc: BaseException) -> None:
+        if not isinstance(exc, DBAccessError):
+            self._broken = True
+
+
+# One function per kind of call, shared by pooled and bound connections.
+
+
+async def _fetch_all(raw: BackendConnection, compiled: CompiledQuery) -> Rows:
+    return await raw.fetch(compiled.sql, compiled.args, None)
+
+
+async def _fetch_one(raw: BackendConnection, compiled: CompiledQuery) -> Rows:
+    return await raw.fetch(compiled.sql, compiled.args, 1)
+
+
+async def _execute(raw: BackendConnection, compiled: CompiledQuery) -> Outcome:
+    return await raw.execute(compiled.sql, compiled.args, compiled.statement.returns_rows)
+
+
+async def _execute_many(
+    raw: BackendConnection, batches: list[tuple[str, list[Sequence[Any]]]]
+) -> None:
+    if raw.in_transaction:
+        for sql, many_args in batches:
+            await raw.execute_many(sql, many_args)
+        return
+    # All rows or none, on every backend.
+    await raw.begin(_DEFAULT_MODE)
+    try:
+        for sql, many_args in batches:
+            await raw.execute_many(sql, many_args)
+    except DBAccessError:
+        await raw.rollback()
+        raise
+    await raw.commit()
+
+
+def _result(statement: Statement, outcome: Outcome) -> ExecuteResult:
+    rows = statement.meta(outcome.keys).make_all(outcome.rows) if outcome.rows else []
+    if statement.implicit_returning:
+        lastrowid = rows[0][0] if rows else None
+        return ExecuteResult(outcome.rowcount, lastrowid, [])
+    return ExecuteResult(outcome.rowcount, outcome.lastrowid if statement.is_insert else None, rows)

@@ -1,0 +1,270 @@
+"""Database: the facade. Parse the URL, pick the backend, own the pool, and route
+each call to the current task's connection or to a pooled one."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, ClassVar, TypeVar
+
+from .backends import SUPPORTED_BACKENDS, backend_class
+from .backends.base import Backend, BackendConnection
+from .compiler import Compiler, Query
+from .connection import Connection
+from .errors import DBAccessError, InterfaceError
+from .pool import Pool, PoolStats
+from .record import Record
+from .result import ExecuteResult
+from .transaction import Transaction
+from .url import DatabaseURL
+
+__all__ = ["Database"]
+
+logger = logging.getLogger("dbaccess")
+
+T = TypeVar("T")
+
+
+class DatabaseState(enum.Enum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTING = "disconnecting"
+
+
+class Database:
+    """A database reached through a pool of connections.
+
+    ``Database(url, force_rollback=False, **options)``: options are the URL options
+    (``min_size``, ``max_size``, ``ssl``...) or keyword arguments of the driver's
+    ``connect()``. Call :meth:`connect` before use and :meth:`disconnect` after, or
+    use ``async with Database(url) as db:``.
+    """
+
+    SUPPORTED_BACKENDS: ClassVar[dict[str, str]] = {
+        scheme: entry[0] for scheme, entry in SUPPORTED_BACKENDS.items()
+    }
+
+    def __init__(
+        self, url: str | DatabaseURL, *, force_rollback: bool = False, **options: Any
+    ) -> None:
+        self.url = DatabaseURL(url)
+        self.options = options
+        self._backend: Backend = backend_class(self.url)(self.url, options)
+        self._compiler = Compiler(self._backend.dialect)
+        self._force_rollback = force_rollback
+        self._state = DatabaseState.DISCONNECTED
+        self._pool: Pool | None = None
+        self._current: ContextVar[Connection | None] = ContextVar(
+            f"dbaccess.connection.{id(self)}", default=None
+        )
+        # Serves calls made outside any connection block: a pooled connection per call.
+        self._per_call = Connection(self)
+        self._global_connection: Connection | None = None
+        self._global_transaction: Transaction | None = None
+
+    def __repr__(self) -> str:
+        return f"<Database {self.url.obscure_password!r} {self._state.value}>"
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        return self._state is DatabaseState.CONNECTED
+
+    async def connect(self) -> None:
+        """Open the pool (``min_size`` connections). Does nothing if connected."""
+        if self._state is DatabaseState.CONNECTED:
+            return
+        if self._state is not DatabaseState.DISCONNECTED:
+            raise InterfaceError(f"cannot connect: the database is {self._state.value}")
+        self._state = DatabaseState.CONNECTING
+        options = self._backend.options
+        pool = Pool(
+            self._backend.connect,
+            min_size=1 if options.min_size is None else options.min_size,
+            max_size=10 if options.max_size is None else options.max_size,
+            acquire_timeout=options.acquire_timeout,
+        )
+        try:
+            await pool.open()
+            self._pool = pool
+            self._state = DatabaseState.CONNECTED
+            if self._force_rollback:
+                connection = Connection(self)
+                await connection._acquire_ref()
+                self._global_connection = connection
+                self._global_transaction = await connection.transaction(force_rollback=True)
+        except BaseException:
+            self._state = DatabaseState.CONNECTED
+            await self.disconnect()
+            raise
+        logger.info("connected to %s", self.url.obscure_password)
+
+    async def disconnect(self, timeout: float | None = None) -> None:
+        """Close the pool. Waits up to ``timeout`` seconds (forever when None) for
+        connections in use to come back, then closes them anyway. Does nothing if
+        not connected."""
+        if self._state is not DatabaseState.CONNECTED:
+            return
+        self._state = DatabaseState.DISCONNECTING
+        try:
+            transaction, self._global_transaction = self._global_transaction, None
+            connection, self._global_connection = self._global_connection, None
+            try:
+                if transaction is not None and transaction.is_active:
+                    await transaction.rollback()
+            finally:
+                if connection is not None and connection.is_bound:
+                    await connection._release_ref()
+                pool, self._pool = self._pool, None
+                if pool is not None:
+                    await pool.close(timeout)
+                await self._backend.close()
+        finally:
+            self._state = DatabaseState.DISCONNECTED
+        logger.info("disconnected from %s", self.url.obscure_password)
+
+    async def __aenter__(self) -> Database:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self.disconnect()
+
+    @property
+    def pool_stats(self) -> PoolStats:
+        """Size, idle, in-use and waiting counts of the pool."""
+        return self._connected_pool("read pool_stats").stats
+
+    @contextlib.contextmanager
+    def force_rollback(self) -> Iterator[None]:
+        """Within this block, a later :meth:`connect` rolls everything back at disconnect."""
+        initial = self._force_rollback
+        self._force_rollback = True
+        try:
+            yield
+        finally:
+            self._force_rollback = initial
+
+    # -- connections and transactions ---------------------------------------------
+
+    def connection(self) -> Connection:
+        """The current task's connection; ``async with`` it to hold one for a block."""
+        if self._global_connection is not None:
+            return self._global_connection
+        current = self._current.get()
+        if current is not None and current.is_bound:
+            return current
+        return Connection(self)
+
+    def transaction(self, *, force_rollback: bool = False, **options: Any) -> Transaction:
+        """A transaction on the current task's connection.
+
+        Options: ``isolation`` ("read committed", "repeatable read", "serializable",
+        "read uncommitted"), ``readonly`` and, on PostgreSQL, ``deferrable``.
+        """
+        return Transaction(self.connection, self, force_rollback=force_rollback, **options)
+
+    # -- queries -------------------------------------------------------------------
+
+    def _route(self) -> Connection:
+        if self._global_connection is not None:
+            return self._global_connection
+        current = self._current.get()
+        if current is not None and current.is_bound:
+            return current
+        return self._per_call
+
+    async def fetch_all(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> list[Record]:
+        """Run a query and return all its rows."""
+        return await self._route().fetch_all(query, values)
+
+    async def fetch_one(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> Record | None:
+        """Run a query and return its first row, or None when it has none."""
+        return await self._route().fetch_one(query, values)
+
+    async def fetch_val(
+        self, query: Query, values: Mapping[str, Any] | None = None, column: Any = 0
+    ) -> Any:
+        """Run a query and return one value (by position or name) of its first row."""
+        return await self._route().fetch_val(query, values, column=column)
+
+    async def execute(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+        """Run a statement; return the new primary key after an INSERT, the first
+        value of the first returned row (RETURNING), else None."""
+        return await self._route().execute(query, values)
+
+    async def execute_result(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> ExecuteResult:
+        """Run a statement and return its rowcount, new primary key and RETURNING rows."""
+        return await self._route().execute_result(query, values)
+
+    async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement for each mapping of values, atomically."""
+        await self._route().execute_many(query, values)
+
+    async def iterate(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[Record]:
+        """Yield a query's rows as they stream from the database."""
+        async for record in self._route().iterate(query, values):
+            yield record
+
+    # -- the pool, for Connection ---------------------------------------------------
+
+    def _connected_pool(self, action: str) -> Pool:
+        pool = self._pool
+        if pool is None or self._state is not DatabaseState.CONNECTED:
+            raise InterfaceError(
+                f"cannot {action}: the database is {self._state.value}; "
+                "call `await database.connect()` first"
+            )
+        return pool
+
+    async def _acquire(self) -> BackendConnection:
+        return await self._connected_pool("run a query").acquire()
+
+    async def _with_pooled(self, operation: Any, argument: Any) -> Any:
+        """Run ``operation(raw, argument)`` on a connection borrowed for this call."""
+        raw = await self._acquire()
+        try:
+            result = await operation(raw, argument)
+        except BaseException as exc:
+            await self._give_back(raw, broken=not isinstance(exc, DBAccessError))
+            raise
+        await self._give_back(raw, broken=False)
+        return result
+
+    async def _give_back(self, raw: BackendConnection, *, broken: bool) -> None:
+        """Return a driver connection to the pool clean, or close it."""
+        pool = self._pool
+        if pool is None:  # disconnected meanwhile: the pool closed it already
+            raw.terminate()
+            return
+        if broken or raw.is_closed:
+            pool.discard(raw)
+            return
+        if raw.in_transaction:
+            # A transaction the caller opened by hand (raw "BEGIN") must not reach the
+            # next user of this connection.
+            try:
+                await raw.rollback()
+            except BaseException:
+                pool.discard(raw)
+                raise
+        pool.release(raw)

@@ -1,0 +1,105 @@
+"""The errors dbaccess raises.
+
+    DBAccessError
+    ├── ConfigurationError       bad URL, unknown backend or option, missing driver
+    ├── InterfaceError           misuse: wrong lifecycle state, bad parameters
+    └── DatabaseError            the database refused or failed
+        ├── DataError            a value the column cannot hold
+        ├── IntegrityError       a constraint was violated
+        ├── InternalError        the database reports an internal failure
+        ├── NotSupportedError    the backend cannot do what was asked
+        ├── OperationalError     connection lost, timeout, lock, server down
+        └── ProgrammingError     bad SQL, unknown table or column, wrong parameters
+
+Driver errors are translated once, where a backend meets its driver (see
+:func:`translate`). The translated error keeps the driver's error as ``.orig`` and
+as ``__cause__``, and is also an instance of the driver's own class, so code that
+catches ``asyncpg.UniqueViolationError`` or ``sqlite3.OperationalError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DBAccessError",
+    "DataError",
+    "DatabaseError",
+    "IntegrityError",
+    "InterfaceError",
+    "InternalError",
+    "NotSupportedError",
+    "OperationalError",
+    "ProgrammingError",
+]
+
+
+class DBAccessError(Exception):
+    """Root of every error dbaccess raises."""
+
+    #: The driver's exception this error was translated from, if any.
+    orig: BaseException | None = None
+
+
+class ConfigurationError(DBAccessError):
+    """The URL, an option or the installed packages do not allow the requested setup."""
+
+
+class InterfaceError(DBAccessError):
+    """dbaccess was used in a way its current state does not allow."""
+
+
+class DatabaseError(DBAccessError):
+    """The database reported an error."""
+
+
+class DataError(DatabaseError):
+    """A value is not valid for its column or parameter."""
+
+
+class IntegrityError(DatabaseError):
+    """A constraint (unique, foreign key, not null, check) was violated."""
+
+
+class InternalError(DatabaseError):
+    """The database reports an internal failure."""
+
+
+class NotSupportedError(DatabaseError):
+    """The backend does not support the requested feature."""
+
+
+class OperationalError(DatabaseError):
+    """The connection or the server failed: lost connection, timeout, lock, restart."""
+
+
+class ProgrammingError(DatabaseError):
+    """The SQL or its parameters are wrong: syntax, unknown table or column, arity."""
+
+
+_combined: dict[tuple[type[DBAccessError], type[BaseException]], type[DBAccessError]] = {}
+
+
+def _combined_class(ours: type[DBAccessError], theirs: type[BaseException]) -> type[DBAccessError]:
+    # One class per (dbaccess class, driver class) pair, created on first use, so that
+    # `except asyncpg.UniqueViolationError` and `except dbaccess.IntegrityError` both
+    # catch the same raised error. Its name is the dbaccess one, as users see it.
+    cls = _combined.get((ours, theirs))
+    if cls is None:
+        namespace = {"__module__": ours.__module__, "__qualname__": ours.__qualname__}
+        cls = _combined[ours, theirs] = type(ours.__name__, (ours, theirs), namespace)
+    return cls
+
+
+def translate(orig: BaseException, ours: type[DBAccessError]) -> DBAccessError:
+    """Return a dbaccess error of class ``ours`` that wraps the driver error ``orig``.
+
+    The caller raises it ``from orig``.
+    """
+    cls = _combined_class(ours, type(orig))
+    error = cls.__new__(cls, *orig.args)
+    error.args = orig.args
+    # Driver errors carry details as attributes (asyncpg: sqlstate, constraint_name;
+    # sqlite3: sqlite_errorcode); keep them reachable on the translated error.
+    error.__dict__.update(getattr(orig, "__dict__", {}))
+    error.orig = orig
+    return error

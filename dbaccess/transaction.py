@@ -1,0 +1,246 @@
+"""Transaction: BEGIN/COMMIT/ROLLBACK, and SAVEPOINTs when nested.
+
+Use it as ``async with db.transaction():``, as a decorator ``@db.transaction()``, or
+by hand: ``tx = await db.transaction()`` (or ``tx = db.transaction(); await
+tx.start()``), then ``await tx.commit()`` or ``await tx.rollback()``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import itertools
+from collections.abc import Awaitable, Callable, Generator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from .backends.base import TransactionMode
+from .errors import DBAccessError, InterfaceError, NotSupportedError
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .database import Database
+
+__all__ = ["Transaction", "TransactionState"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_savepoint_ids = itertools.count(1)
+_ALL_ISOLATION_LEVELS = frozenset(
+    {"read uncommitted", "read committed", "repeatable read", "serializable"}
+)
+
+
+class TransactionState(enum.Enum):
+    NEW = "not started"
+    ACTIVE = "active"
+    COMMITTED = "already committed"
+    ROLLED_BACK = "already rolled back"
+    FAILED = "failed (it was rolled back)"
+
+
+class Transaction:
+    """A transaction, or a savepoint when another transaction is active."""
+
+    def __init__(
+        self,
+        connection: Callable[[], Connection],
+        database: Database,
+        *,
+        force_rollback: bool = False,
+        isolation: str | None = None,
+        readonly: bool = False,
+        deferrable: bool | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise InterfaceError(
+                f"unknown transaction option {', '.join(map(repr, sorted(unknown)))}; "
+                "expected force_rollback, isolation, readonly or deferrable"
+            )
+        backend = database._backend
+        self._mode = TransactionMode(
+            isolation=_isolation(isolation, backend.isolation_levels, database),
+            readonly=bool(readonly),
+            deferrable=deferrable,
+        )
+        if deferrable is not None and not backend.supports_deferrable:
+            raise NotSupportedError(
+                f"{database.url.dialect} has no deferrable transactions; "
+                "deferrable is a PostgreSQL option"
+            )
+        self._connection_factory = connection
+        self._database = database
+        self._force_rollback = force_rollback
+        self._isolation = isolation
+        self._connection: Connection | None = None
+        self._savepoint: str | None = None
+        self._state = TransactionState.NEW
+
+    @property
+    def state(self) -> TransactionState:
+        return self._state
+
+    @property
+    def is_active(self) -> bool:
+        return self._state is TransactionState.ACTIVE
+
+    # -- the three ways to use it --------------------------------------------------
+
+    async def __aenter__(self) -> Transaction:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        if self._state is not TransactionState.ACTIVE:
+            return  # ended by hand inside the block
+        if exc_type is None and not self._force_rollback:
+            await self.commit()
+        else:
+            await self.rollback()
+
+    def __await__(self) -> Generator[Any, None, Transaction]:
+        return self.start().__await__()
+
+    def __call__(self, function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        """Decorate a coroutine function so that each call runs in a new transaction."""
+
+        @functools.wraps(function)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            async with Transaction(
+                self._connection_factory,
+                self._database,
+                force_rollback=self._force_rollback,
+                isolation=self._isolation,
+                readonly=self._mode.readonly,
+                deferrable=self._mode.deferrable,
+            ):
+                return await function(*args, **kwargs)
+
+        return wrapper
+
+    # -- start, commit, rollback ----------------------------------------------------
+
+    async def start(self) -> Transaction:
+        """Begin the transaction (a savepoint if one is already active here)."""
+        if self._state is not TransactionState.NEW:
+            raise InterfaceError(f"cannot start the transaction: it is {self._state.value}")
+        connection = self._connection_factory()
+        await connection.__aenter__()
+        try:
+            async with connection._lock:
+                raw = connection._checked_raw()
+                try:
+                    if connection._transactions:
+                        if self._mode != _DEFAULT_MODE:
+                            raise InterfaceError(
+                                "cannot set isolation, readonly or deferrable on a nested "
+                                "transaction: it is a savepoint of the outer one"
+                            )
+                        self._savepoint = f"dbaccess_savepoint_{next(_savepoint_ids)}"
+                        await raw.run(f"SAVEPOINT {self._savepoint}")
+                    else:
+                        await raw.begin(self._mode)
+                except BaseException as exc:
+                    connection._note_failure(exc)
+                    raise
+        except BaseException:
+            await connection.__aexit__()
+            raise
+        connection._transactions.append(self)
+        self._connection = connection
+        self._state = TransactionState.ACTIVE
+        return self
+
+    async def commit(self) -> None:
+        """Commit (or release the savepoint)."""
+        await self._end(commit=True)
+
+    async def rollback(self) -> None:
+        """Roll back (to the savepoint, when nested)."""
+        await self._end(commit=False)
+
+    async def _end(self, *, commit: bool) -> None:
+        verb = "commit" if commit else "roll back"
+        if self._state is not TransactionState.ACTIVE:
+            raise InterfaceError(f"cannot {verb} the transaction: it is {self._state.value}")
+        connection = self._connection
+        assert connection is not None  # set whenever the state is ACTIVE
+        if connection._transactions[-1] is not self:
+            raise InterfaceError(
+                f"cannot {verb} the transaction: a transaction nested in it is still "
+                "active; end that one first"
+            )
+        ended = TransactionState.COMMITTED if commit else TransactionState.ROLLED_BACK
+        try:
+            async with connection._lock:
+                if connection._broken and not commit:
+                    # The statement in flight was interrupted; the connection will be
+                    # closed, and the server rolls the transaction back with it.
+                    self._state = ended
+                    return
+                raw = connection._checked_raw()
+                try:
+                    await self._finish(raw, commit)
+                except BaseException as exc:
+                    connection._note_failure(exc)
+                    await self._clean_up_after_failure(connection)
+                    raise
+            self._state = ended
+        finally:
+            if self._state is TransactionState.ACTIVE:
+                self._state = TransactionState.FAILED
+            connection._transactions.pop()
+            await connection.__aexit__()
+
+    async def _finish(self, raw: Any, commit: bool) -> None:
+        savepoint = self._savepoint
+        if savepoint is None:
+            await (raw.commit() if commit else raw.rollback())
+        elif commit:
+            await raw.run(f"RELEASE SAVEPOINT {savepoint}")
+        else:
+            await raw.run(f"ROLLBACK TO SAVEPOINT {savepoint}")
+            await raw.run(f"RELEASE SAVEPOINT {savepoint}")
+
+    async def _clean_up_after_failure(self, connection: Connection) -> None:
+        """After a failed COMMIT (or RELEASE), leave no transaction or lock behind."""
+        raw = connection._raw
+        if connection._broken or raw is None or raw.is_closed:
+            return
+        try:
+            if self._savepoint is None:
+                if raw.in_transaction:
+                    await raw.rollback()
+            else:
+                await raw.run(f"ROLLBACK TO SAVEPOINT {self._savepoint}")
+        except DBAccessError:
+            connection._broken = True  # let the pool close it rather than reuse it
+
+    def __repr__(self) -> str:
+        kind = "savepoint" if self._savepoint else "transaction"
+        return f"<Transaction {kind} {self._state.value}>"
+
+
+_DEFAULT_MODE = TransactionMode()
+
+
+def _isolation(level: str | None, supported: frozenset[str], database: Database) -> str | None:
+    if level is None:
+        return None
+    normal = " ".join(str(level).lower().replace("_", " ").replace("-", " ").split())
+    if normal not in _ALL_ISOLATION_LEVELS:
+        raise InterfaceError(
+            f"unknown isolation level {level!r}; expected one of: "
+            f"{', '.join(sorted(_ALL_ISOLATION_LEVELS))}"
+        )
+    if normal not in supported:
+        raise NotSupportedError(
+            f"isolation level {level!r} is not supported on {database.url.dialect}"
+        )
+    return normal

@@ -1,0 +1,193 @@
+"""Shared fixtures: every behavioural test runs once per URL in DBACCESS_TEST_URLS.
+
+DBACCESS_TEST_URLS is a comma-separated list of database URLs (SQLite in memory when
+unset). A server that cannot be reached skips its tests with a message saying how to
+start it; under CI=true it fails the run instead.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dbaccess import Database, DatabaseURL
+
+DEFAULT_URLS = "sqlite:///:memory:"
+TEST_URLS = [
+    url.strip()
+    for url in os.environ.get("DBACCESS_TEST_URLS", DEFAULT_URLS).split(",")
+    if url.strip()
+]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _url_id(url: str) -> str:
+    return DatabaseURL(url).scheme
+
+
+_reachable: dict[str, str | None] = {}
+
+
+def _unreachable_reason(url: str) -> str | None:
+    """Why a server URL cannot be reached now, or None when it can (cached)."""
+    if url not in _reachable:
+        parsed = DatabaseURL(url)
+        reason = None
+        if parsed.dialect != "sqlite":
+            default_port = 5432 if parsed.dialect.startswith("postgres") else 3306
+            address = (parsed.hostname or "127.0.0.1", parsed.port or default_port)
+            try:
+                socket.create_connection(address, timeout=3).close()
+            except OSError as exc:
+                reason = f"{parsed.obscure_password} is not reachable ({exc})"
+        _reachable[url] = reason
+    return _reachable[url]
+
+
+@pytest.fixture(params=TEST_URLS, ids=_url_id)
+def database_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.param
+    reason = _unreachable_reason(url)
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(f"{reason}; CI=true requires every configured backend")
+        pytest.skip(
+            f"{reason}: start the servers with `docker compose up -d`, or set "
+            "DBACCESS_TEST_URLS to the backends you have (see README.md)"
+        )
+    return url
+
+
+@pytest.fixture
+def dialect(database_url: str) -> str:
+    """'postgresql', 'mysql' or 'sqlite'."""
+    name = DatabaseURL(database_url).dialect
+    return {"postgres": "postgresql", "mariadb": "mysql"}.get(name, name)
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    async with Database(database_url) as db:
+        yield db
+
+
+# -- the tables the tests use --------------------------------------------------------
+
+metadata = sa.MetaData()
+
+notes = sa.Table(
+    "dbaccess_notes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("text", sa.String(100), nullable=False),
+    sa.Column("completed", sa.Boolean, nullable=False, default=False),
+)
+
+users = sa.Table(
+    "dbaccess_users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(50), nullable=False, unique=True),
+)
+
+accounts = sa.Table(
+    "dbaccess_accounts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("balance", sa.Integer, nullable=False),
+)
+
+
+class Mood(enum.Enum):
+    HAPPY = "happy"
+    SAD = "sad"
+
+
+class JSONText(sa.types.TypeDecorator[Any]):
+    """A custom type: JSON stored in a text column by our own code."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+
+everything = sa.Table(
+    "dbaccess_types",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("integer", sa.Integer),
+    sa.Column("string", sa.String(100)),
+    sa.Column("text", sa.Text),
+    sa.Column("boolean", sa.Boolean),
+    sa.Column("float", sa.Float),
+    sa.Column("numeric", sa.Numeric(10, 2)),
+    sa.Column("date", sa.Date),
+    sa.Column("time", sa.Time),
+    sa.Column("naive", sa.DateTime),
+    sa.Column("aware", sa.DateTime(timezone=True)),
+    sa.Column("mood", sa.Enum(Mood, native_enum=False)),
+    sa.Column("json", sa.JSON),
+    sa.Column("binary", sa.LargeBinary),
+    sa.Column("custom", JSONText),
+)
+
+ALL_TABLES = [notes, users, accounts, everything]
+
+SAMPLE_VALUES: dict[str, Any] = {
+    "integer": -2147483648,
+    "string": "héllo ✓ 'quoted' \"double\" %s :name",
+    "text": "line one\nline two " * 50,
+    "boolean": True,
+    "float": 3.25,
+    "numeric": decimal.Decimal("12345678.90"),
+    "date": datetime.date(2024, 2, 29),
+    "time": datetime.time(23, 59, 58),
+    "naive": datetime.datetime(2024, 2, 29, 13, 14, 15),
+    "aware": datetime.datetime(
+        2024, 2, 29, 13, 14, 15, tzinfo=datetime.timezone(datetime.timedelta(hours=5))
+    ),
+    "mood": Mood.SAD,
+    "json": {"a": [1, 2.5, None, True], "b": {"c": "ü"}},
+    "binary": bytes(range(256)),
+    "custom": {"nested": [1, {"x": "y"}]},
+}
+
+
+async def create_tables(db: Database) -> None:
+    await drop_tables(db)
+    for table in ALL_TABLES:
+        await db.execute(sa.schema.CreateTable(table))
+
+
+async def drop_tables(db: Database) -> None:
+    for table in reversed(ALL_TABLES):
+        await db.execute(sa.schema.DropTable(table, if_exists=True))
+
+
+@pytest.fixture
+async def db(database: Database) -> AsyncIterator[Database]:
+    """A connected Database with the test tables created, and dropped afterwards."""
+    await create_tables(database)
+    try:
+        yield database
+    finally:
+        await drop_tables(database)
+
+
+@pytest.fixture
+def secret_password() -> Iterator[str]:
+    yield "s3cr3t-PASSWORD-dbaccess"

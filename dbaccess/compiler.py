@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import BindParameter, TextClause
+from sqlalchemy.types import NullType
 
 from .errors import InterfaceError, ProgrammingError
 from .processors import Processor, bind_processor, result_processor
@@ -52,6 +53,8 @@ class Statement:
     #: Every argument is a value the caller gave, by name (no literals to merge in).
     direct: bool
     required: frozenset[str]
+    #: Python-side column defaults (insert) and onupdate values (update), by key.
+    defaults: tuple[tuple[str, Any], ...]
     returns_rows: bool
     is_insert: bool
     #: True when RETURNING was added by SQLAlchemy to report the new primary key.
@@ -84,6 +87,7 @@ class Compiler:
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
+        self._arrays = dialect.name == "postgresql"
         self._text_cache: OrderedDict[tuple[Any, ...], Statement] = OrderedDict()
 
     def compile(self, query: Query, values: Mapping[str, Any] | None) -> CompiledQuery:
@@ -141,11 +145,18 @@ class Compiler:
             )
         binds: list[BindParameter[Any]] = []
         for name, value in values.items():
-            expanding = isinstance(value, (list, tuple)) and _in_list(name).search(sql)
-            if expanding:
+            in_list = _in_list(name)
+            if not isinstance(value, (list, tuple)) or not in_list.search(sql):
+                binds.append(bindparam(name, value))
+            elif self._arrays:
+                # PostgreSQL compares with an array parameter: one statement for every
+                # list length (and an empty list needs no element type).
+                sql = in_list.sub(_any_or_all(name), sql)
+                binds.append(bindparam(name, list(value), type_=NullType()))
+            else:
                 # `IN (:ids)` would expand to `IN ((1, 2))`, a row, not a list.
-                sql = _in_list(name).sub(f"IN :{name}", sql)
-            binds.append(bindparam(name, value, expanding=bool(expanding)))
+                sql = in_list.sub(rf"\g<not>IN :{name}", sql)
+                binds.append(bindparam(name, value, expanding=True))
         statement = self._make(
             text(sql).bindparams(*binds),
             values,
@@ -198,6 +209,7 @@ class Compiler:
                 expanding=False,
                 direct=True,
                 required=frozenset(),
+                defaults=(),
                 returns_rows=False,
                 is_insert=False,
                 implicit_returning=False,
@@ -231,6 +243,10 @@ class Compiler:
             # text() parameters all come from the values: no need to ask SQLAlchemy.
             direct=isinstance(clause, TextClause) and set(names) <= set(values),
             required=frozenset(n for n in names if binds[n].required),
+            defaults=(
+                *((c.key, c.default) for c in compiled.insert_prefetch),
+                *((c.key, c.onupdate) for c in compiled.update_prefetch),
+            ),
             returns_rows=returns_rows or bool(columns),
             is_insert=is_insert,
             implicit_returning=implicit,
@@ -243,7 +259,36 @@ _PARAMETER = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 
 
 def _in_list(name: str) -> re.Pattern[str]:
-    return re.compile(rf"\bIN\s*(?:\(\s*:{name}\s*\)|:{name})(?!\w)", re.IGNORECASE)
+    return re.compile(rf"\b(?P<not>NOT\s+)?IN\s*(?:\(\s*:{name}\s*\)|:{name})(?!\w)", re.IGNORECASE)
+
+
+def _any_or_all(name: str) -> Callable[[re.Match[str]], str]:
+    def replace(match: re.Match[str]) -> str:
+        return f"<> ALL(:{name})" if match.group("not") else f"= ANY(:{name})"
+
+    return replace
+
+
+class _DefaultContext:
+    """The part of SQLAlchemy's execution context that column default callables use."""
+
+    def __init__(self, parameters: Mapping[str, Any]) -> None:
+        self.current_parameters = parameters
+
+    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> Mapping[str, Any]:
+        return self.current_parameters
+
+
+def _with_defaults(
+    defaults: tuple[tuple[str, Any], ...], values: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """Fill in the Python-side defaults SQLAlchemy leaves to its execution context."""
+    filled = dict(values)
+    context = _DefaultContext(filled)
+    for key, default in defaults:
+        if key not in values:
+            filled[key] = default.arg(context) if default.is_callable else default.arg
+    return filled
 
 
 def _kind(value: Any) -> Any:
@@ -268,6 +313,8 @@ def _check_values(values: Any) -> Mapping[str, Any]:
 
 
 def _bind(statement: Statement, values: Mapping[str, Any]) -> tuple[str, Sequence[Any]]:
+    if statement.defaults:
+        values = _with_defaults(statement.defaults, values)
     missing = statement.required - values.keys()
     if missing:
         raise ProgrammingError(f"missing value for parameter {_names(set(missing))}")

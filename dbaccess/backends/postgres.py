@@ -170,7 +170,17 @@ class PostgresConnection(BackendConnection):
         await self.run(sql)
 
     async def commit(self) -> None:
-        await self.run("COMMIT")
+        try:
+            status = await self._conn.execute("COMMIT")
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        if status == "ROLLBACK":
+            # PostgreSQL aborts a transaction at its first error and answers COMMIT by
+            # rolling back; say so instead of letting the caller believe it committed.
+            raise InternalError(
+                "cannot commit: PostgreSQL aborted this transaction after an error in "
+                "one of its statements, and rolled it back"
+            )
 
     async def rollback(self) -> None:
         await self.run("ROLLBACK")

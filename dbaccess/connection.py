@@ -10,6 +10,7 @@ each call borrows a pooled connection for that call only.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,9 @@ class Connection:
         #: state is unknown, so it is closed instead of going back to the pool.
         self._broken = False
         # Per task, what the ContextVar held before each `async with` entered.
-        self._restore: dict[asyncio.Task[Any] | None, list[Connection | None]] = {}
+        self._restore: weakref.WeakKeyDictionary[asyncio.Task[Any], list[Connection | None]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -52,9 +55,9 @@ class Connection:
         await self._acquire_ref()
         current = self._database._current
         previous = current.get()
-        self._restore.setdefault(asyncio.current_task(), []).append(
-            self if previous is self else previous
-        )
+        task = asyncio.current_task()
+        if task is not None:
+            self._restore.setdefault(task, []).append(previous)
         if previous is not self:
             current.set(self)
         return self
@@ -66,8 +69,7 @@ class Connection:
         traceback: TracebackType | None = None,
     ) -> None:
         task = asyncio.current_task()
-        stack = self._restore.get(task)
-        if stack:
+        if task is not None and (stack := self._restore.get(task)):
             previous = stack.pop()
             if not stack:
                 del self._restore[task]

@@ -167,10 +167,11 @@ class MySQLConnection(BackendConnection):
             for start in range(0, len(rows), chunk_size):
                 yield rows[start : start + chunk_size], keys
             return
-        finished = False
+        started = finished = False
         try:
             cursor = await self._driver.cursor(self._conn, self._driver.unbuffered_cursor)
             await cursor.execute(sql, args)
+            started = True
             keys = [column[0] for column in cursor.description or ()]
             while True:
                 rows = await cursor.fetchmany(chunk_size)
@@ -182,7 +183,7 @@ class MySQLConnection(BackendConnection):
         except errors as exc:
             raise self._translate(exc) from exc
         finally:
-            if not finished:
+            if started and not finished:
                 # Unread rows would have to be drained first: closing is faster and the
                 # pool replaces the connection.
                 self.terminate()

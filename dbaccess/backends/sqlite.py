@@ -90,11 +90,12 @@ _SQLITE_KEYWORDS = frozenset({"detect_types", "check_same_thread", "factory", "c
 
 
 class SQLiteConnection(BackendConnection):
-    __slots__ = ("_closed", "_conn")
+    __slots__ = ("_closed", "_conn", "_query_only")
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         self._closed = False
+        self._query_only = False
 
     @property
     def raw(self) -> aiosqlite.Connection:
@@ -159,6 +160,7 @@ class SQLiteConnection(BackendConnection):
         await self.run("BEGIN DEFERRED" if mode.readonly else "BEGIN IMMEDIATE")
         if mode.readonly:
             await self.run("PRAGMA query_only = ON")
+            self._query_only = True
 
     async def commit(self) -> None:
         await self._end("COMMIT")
@@ -170,8 +172,9 @@ class SQLiteConnection(BackendConnection):
         try:
             await self.run(sql)
         finally:
-            if not self._conn.in_transaction:
+            if self._query_only and not self._conn.in_transaction:
                 await self.run("PRAGMA query_only = OFF")
+                self._query_only = False
 
     async def run(self, sql: str) -> None:
         try:

@@ -8,22 +8,23 @@ Core expressions compile with the dialect of the driver in use, through SQLAlche
 public API (``ClauseElement.compile()``, ``Compiled.construct_params()`` and
 ``SQLCompiler.construct_expanded_state()`` for ``IN`` lists). Raw SQL strings become
 ``text()`` with their ``:name`` parameters; a list or tuple bound right after ``IN``
-expands to one parameter per item. Raw SQL compiles once per shape and is cached.
+expands to one parameter per item (on PostgreSQL, becomes one array parameter).
+Compiled statements are cached: raw SQL by its text and the shape of its values, Core
+expressions by SQLAlchemy's cache key (the key its own compiled cache uses).
 """
 
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.compiler import Compiled, SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import BindParameter, TextClause
 from sqlalchemy.types import NullType
@@ -38,63 +39,119 @@ Query = ClauseElement | str
 
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 _INSERT = re.compile(r"^\s*(INSERT|REPLACE)\b", re.IGNORECASE)
-_CACHE_SIZE = 512
 
 
-@dataclass(eq=False)
 class Statement:
     """A compiled query, reusable for any values of the same shape."""
 
-    compiled: SQLCompiler
-    sql: str
-    names: tuple[str, ...]
-    processors: tuple[Processor | None, ...]
-    expanding: bool
-    #: Every argument is a value the caller gave, by name (no literals to merge in).
-    direct: bool
-    required: frozenset[str]
-    #: Python-side column defaults (insert) and onupdate values (update), by key.
-    defaults: tuple[tuple[str, Any], ...]
-    returns_rows: bool
-    is_insert: bool
-    #: True when RETURNING was added by SQLAlchemy to report the new primary key.
-    implicit_returning: bool
-    result_columns: tuple[Any, ...]
-    result_processors: tuple[Processor | None, ...]
-    _metas: dict[tuple[str, ...], ResultMeta] = field(default_factory=dict)
+    __slots__ = (
+        "_metas",
+        "compiled",
+        "defaults",
+        "direct",
+        "expanding",
+        "implicit_returning",
+        "is_insert",
+        "names",
+        "pk_position",
+        "plain",
+        "processors",
+        "required",
+        "result_columns",
+        "result_processors",
+        "returns_rows",
+        "sql",
+    )
+
+    def __init__(
+        self,
+        compiled: Compiled,
+        *,
+        names: tuple[str, ...] = (),
+        processors: tuple[Processor | None, ...] = (),
+        expanding: bool = False,
+        direct: bool = True,
+        required: frozenset[str] = frozenset(),
+        defaults: tuple[tuple[str, Any], ...] = (),
+        returns_rows: bool = False,
+        is_insert: bool = False,
+        implicit_returning: bool = False,
+        pk_position: int | None = None,
+        result_columns: tuple[Any, ...] = (),
+        result_processors: tuple[Processor | None, ...] = (),
+    ) -> None:
+        self.compiled = compiled
+        self.sql: str = compiled.string
+        self.names = names
+        self.processors = processors
+        self.expanding = expanding
+        #: Every argument is a value the caller gave, by name (no literals to merge in).
+        self.direct = direct
+        self.required = required
+        #: Python-side column defaults (insert) and onupdate values (update), by key.
+        self.defaults = defaults
+        #: The arguments are the caller's values in order, untouched: the fast path.
+        self.plain = direct and not expanding and not defaults and not any(processors)
+        self.returns_rows = returns_rows
+        self.is_insert = is_insert
+        #: True when RETURNING was added by SQLAlchemy to report the new primary key.
+        self.implicit_returning = implicit_returning
+        #: Where the argument for a single-column primary key given by the caller is.
+        self.pk_position = pk_position
+        self.result_columns = result_columns
+        self.result_processors = result_processors
+        self._metas: dict[Sequence[str], ResultMeta] = {}
 
     def meta(self, keys: Sequence[str]) -> ResultMeta:
         """The ResultMeta for rows with these column names (one per statement)."""
-        keys = tuple(keys)
-        meta = self._metas.get(keys)
-        if meta is None:
-            meta = ResultMeta(keys, self.result_processors, self.result_columns)
-            self._metas[keys] = meta
-        return meta
+        try:
+            return self._metas[keys]
+        except (KeyError, TypeError):
+            keys = tuple(keys)
+            meta = self._metas.get(keys)
+            if meta is None:
+                meta = ResultMeta(keys, self.result_processors, self.result_columns)
+                self._metas[keys] = meta
+            return meta
 
 
-@dataclass(frozen=True, slots=True)
 class CompiledQuery:
     """SQL ready for the driver: its text, its arguments and how to read its rows."""
 
-    sql: str
-    args: Sequence[Any]
-    statement: Statement
+    __slots__ = ("args", "sql", "statement")
+
+    def __init__(self, sql: str, args: Sequence[Any], statement: Statement) -> None:
+        self.sql = sql
+        self.args = args
+        self.statement = statement
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class Compiler:
-    """Compiles queries for one dialect, caching raw SQL by its shape."""
+    """Compiles queries for one dialect and caches what it compiled.
 
-    def __init__(self, dialect: Dialect) -> None:
+    Raw SQL is cached by its text and the names and types of its values; Core
+    expressions by SQLAlchemy's own cache key, so a Core query costs what raw SQL costs
+    once its shape has been seen.
+    """
+
+    def __init__(self, dialect: Dialect, cache_size: int = 512) -> None:
         self.dialect = dialect
         self._arrays = dialect.name == "postgresql"
-        self._text_cache: OrderedDict[tuple[Any, ...], Statement] = OrderedDict()
+        self._cache_size = cache_size
+        self._text_cache: dict[tuple[Any, ...], Statement] = {}
+        self._core_cache: dict[tuple[Any, ...], Statement] = {}
 
     def compile(self, query: Query, values: Mapping[str, Any] | None) -> CompiledQuery:
         """Compile one query with one set of values."""
         values = _check_values(values)
-        statement = self.statement(query, values)
-        return CompiledQuery(*_bind(statement, values), statement)
+        if type(query) is str:
+            statement = self._text_statement(query, values)
+            return CompiledQuery(*_bind(statement, values, None), statement)
+        statement, extracted = self._core_statement(query, values)
+        return CompiledQuery(*_bind(statement, values, extracted), statement)
 
     def compile_many(
         self, query: Query, many_values: Sequence[Mapping[str, Any]]
@@ -108,32 +165,37 @@ class Compiler:
         batches: list[tuple[str, list[Sequence[Any]]]] = []
         shape: tuple[str, ...] | None = None
         statement: Statement | None = None
+        extracted: Sequence[BindParameter[Any]] | None = None
         for values in many_values:
             values = _check_values(values)
-            if statement is None or tuple(values) != shape:
-                statement, shape = self.statement(query, values), tuple(values)
-            sql, args = _bind(statement, values)
+            if type(query) is str:
+                # Raw SQL converts values by their Python types: look up each row's shape.
+                statement = self._text_statement(query, values)
+            elif statement is None or tuple(values) != shape:
+                shape = tuple(values)
+                statement, extracted = self._core_statement(query, values)
+            sql, args = _bind(statement, values, extracted)
             if not batches or batches[-1][0] != sql:  # new keys, or an IN list of new length
                 batches.append((sql, []))
             batches[-1][1].append(args)
         return batches
 
-    def statement(self, query: Query, values: Mapping[str, Any]) -> Statement:
-        if isinstance(query, str):
-            return self._text_statement(query, values)
-        if isinstance(query, ClauseElement):
-            return self._core_statement(query, values)
-        raise InterfaceError(
-            "a query must be a SQL string or a SQLAlchemy Core expression, "
-            f"not {type(query).__name__}"
-        )
+    def _remember(
+        self, cache: dict[tuple[Any, ...], Statement], key: tuple[Any, ...], statement: Statement
+    ) -> None:
+        if len(cache) >= self._cache_size:
+            del cache[next(iter(cache))]  # the oldest entry
+        cache[key] = statement
 
     def _text_statement(self, sql: str, values: Mapping[str, Any]) -> Statement:
-        shape = (sql, *((name, _kind(value)) for name, value in values.items()))
-        statement = self._text_cache.get(shape)
-        if statement is not None:
-            self._text_cache.move_to_end(shape)
-            return statement
+        key: tuple[Any, ...] = (sql, *values, *map(_kind, values.values()))
+        statement = self._text_cache.get(key)
+        if statement is None:
+            statement = self._compile_text(sql, values)
+            self._remember(self._text_cache, key, statement)
+        return statement
+
+    def _compile_text(self, sql: str, values: Mapping[str, Any]) -> Statement:
         if "\x00" in sql:
             raise ProgrammingError("the SQL text contains a NUL byte")
         declared = set(_PARAMETER.findall(sql))
@@ -157,18 +219,42 @@ class Compiler:
                 # `IN (:ids)` would expand to `IN ((1, 2))`, a row, not a list.
                 sql = in_list.sub(rf"\g<not>IN :{name}", sql)
                 binds.append(bindparam(name, value, expanding=True))
-        statement = self._make(
+        return self._make(
             text(sql).bindparams(*binds),
             values,
             returns_rows=bool(_RETURNING.search(sql)),
             is_insert=bool(_INSERT.match(sql)),
         )
-        self._text_cache[shape] = statement
-        if len(self._text_cache) > _CACHE_SIZE:
-            self._text_cache.popitem(last=False)
-        return statement
 
-    def _core_statement(self, query: ClauseElement, values: Mapping[str, Any]) -> Statement:
+    def _core_statement(
+        self, query: Any, values: Mapping[str, Any]
+    ) -> tuple[Statement, Sequence[BindParameter[Any]] | None]:
+        if not isinstance(query, ClauseElement):
+            raise InterfaceError(
+                "a query must be a SQL string or a SQLAlchemy Core expression, "
+                f"not {type(query).__name__}"
+            )
+        column_keys = tuple(values) if isinstance(query, UpdateBase) else ()
+        # SQLAlchemy's structural key of the statement (its own compiled cache uses it):
+        # equal for queries that differ only in literal values, which it extracts.
+        generate = getattr(query, "_generate_cache_key", None)
+        cache_key = generate() if generate is not None else None
+        if cache_key is None:  # DDL, or a construct SQLAlchemy does not cache
+            return self._compile_core(query, values, column_keys, None), None
+        key = (cache_key.key, column_keys)
+        statement = self._core_cache.get(key)
+        if statement is None:
+            statement = self._compile_core(query, values, column_keys, cache_key)
+            self._remember(self._core_cache, key, statement)
+        return statement, cache_key.bindparams
+
+    def _compile_core(
+        self,
+        query: ClauseElement,
+        values: Mapping[str, Any],
+        column_keys: tuple[str, ...],
+        cache_key: Any,
+    ) -> Statement:
         if isinstance(query, TextClause):
             returns_rows = bool(_RETURNING.search(query.text))
         else:
@@ -176,7 +262,8 @@ class Compiler:
         return self._make(
             query,
             values,
-            column_keys=list(values) if isinstance(query, UpdateBase) else None,
+            column_keys=list(column_keys) if isinstance(query, UpdateBase) else None,
+            cache_key=cache_key,
             returns_rows=returns_rows,
             is_insert=bool(getattr(query, "is_insert", False)),
         )
@@ -189,38 +276,33 @@ class Compiler:
         returns_rows: bool,
         is_insert: bool,
         column_keys: list[str] | None = None,
+        cache_key: Any = None,
     ) -> Statement:
         dialect = self.dialect
+        options: dict[str, Any] = {}
+        if column_keys is not None:
+            options["column_keys"] = column_keys
+        if cache_key is not None:
+            options["cache_key"] = cache_key
         try:
-            if column_keys is None:
-                compiled = clause.compile(dialect=dialect)
-            else:
-                compiled = clause.compile(dialect=dialect, column_keys=column_keys)
+            compiled = clause.compile(dialect=dialect, **options)
         except sa_exc.UnsupportedCompilationError as exc:
             raise ProgrammingError(f"cannot compile the query for {dialect.name}: {exc}") from exc
         except (sa_exc.CompileError, sa_exc.ArgumentError) as exc:
             raise ProgrammingError(f"cannot compile the query: {exc}") from exc
         if not isinstance(compiled, SQLCompiler):  # DDL: no parameters, no rows
-            return Statement(
-                compiled=compiled,  # type: ignore[arg-type]
-                sql=compiled.string,
-                names=(),
-                processors=(),
-                expanding=False,
-                direct=True,
-                required=frozenset(),
-                defaults=(),
-                returns_rows=False,
-                is_insert=False,
-                implicit_returning=False,
-                result_columns=(),
-                result_processors=(),
-            )
+            return Statement(compiled)
 
         binds = compiled.binds
         names = tuple(compiled.positiontup or ())
+        expanding = bool(compiled.post_compile_params or compiled.literal_execute_params)
         columns: tuple[Any, ...]
         implicit = False
+        pk_position = None
+        if is_insert and isinstance(clause, UpdateBase) and not expanding:
+            primary_key = list(getattr(clause.table, "primary_key", ()))
+            if len(primary_key) == 1 and primary_key[0].key in names:
+                pk_position = names.index(primary_key[0].key)
         if isinstance(clause, UpdateBase):
             columns = tuple(compiled.effective_returning or ())
             # RETURNING that the user did not ask for reports the new primary key.
@@ -235,11 +317,10 @@ class Compiler:
                 f"its parameters are: {_names(set(names)) or 'none'}"
             )
         return Statement(
-            compiled=compiled,
-            sql=compiled.string,
+            compiled,
             names=names,
             processors=tuple(bind_processor(binds[name].type, dialect) for name in names),
-            expanding=bool(compiled.post_compile_params or compiled.literal_execute_params),
+            expanding=expanding,
             # text() parameters all come from the values: no need to ask SQLAlchemy.
             direct=isinstance(clause, TextClause) and set(names) <= set(values),
             required=frozenset(n for n in names if binds[n].required),
@@ -250,6 +331,7 @@ class Compiler:
             returns_rows=returns_rows or bool(columns),
             is_insert=is_insert,
             implicit_returning=implicit,
+            pk_position=pk_position,
             result_columns=columns,
             result_processors=tuple(result_processor(c.type, dialect) for c in columns),
         )
@@ -292,9 +374,10 @@ def _with_defaults(
 
 
 def _kind(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return (type(value), type(value[0]) if value else None)
-    return type(value)
+    kind = type(value)
+    if kind is list or kind is tuple:
+        return (kind, type(value[0]) if value else None)
+    return kind
 
 
 def _names(names: set[str]) -> str:
@@ -302,8 +385,10 @@ def _names(names: set[str]) -> str:
 
 
 def _check_values(values: Any) -> Mapping[str, Any]:
+    if type(values) is dict:
+        return values
     if values is None:
-        return {}
+        return _EMPTY
     if not isinstance(values, Mapping):
         raise InterfaceError(
             f"query values must be a mapping of parameter names to values, "
@@ -312,7 +397,16 @@ def _check_values(values: Any) -> Mapping[str, Any]:
     return values
 
 
-def _bind(statement: Statement, values: Mapping[str, Any]) -> tuple[str, Sequence[Any]]:
+def _bind(
+    statement: Statement,
+    values: Mapping[str, Any],
+    extracted: Sequence[BindParameter[Any]] | None,
+) -> tuple[str, Sequence[Any]]:
+    if statement.plain:
+        try:
+            return statement.sql, [values[name] for name in statement.names]
+        except KeyError:
+            pass  # reported below
     if statement.defaults:
         values = _with_defaults(statement.defaults, values)
     missing = statement.required - values.keys()
@@ -325,14 +419,15 @@ def _bind(statement: Statement, values: Mapping[str, Any]) -> tuple[str, Sequenc
             for value, process in zip(map(values.__getitem__, statement.names), processors)
         ]
     compiled = statement.compiled
+    assert isinstance(compiled, SQLCompiler)  # only SQL statements take parameters
     try:
+        params = compiled.construct_params(values, extracted_parameters=extracted)
         if not statement.expanding:
-            params = compiled.construct_params(values)
             return statement.sql, [
                 params[name] if process is None else process(params[name])
                 for name, process in zip(statement.names, processors)
             ]
-        state = compiled.construct_expanded_state(values)
+        state = compiled.construct_expanded_state(params)
     except sa_exc.InvalidRequestError as exc:
         raise ProgrammingError(str(exc)) from exc
     by_name = dict(zip(statement.names, processors))

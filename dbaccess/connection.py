@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import BackendConnection, Outcome, Rows, TransactionMode
-from .compiler import CompiledQuery, Query, Statement
+from .compiler import CompiledQuery, Query
 from .errors import DBAccessError, InterfaceError
 from .record import Record
 from .result import ExecuteResult
@@ -146,7 +146,7 @@ class Connection:
             if not outcome.rows:
                 return None
             return statement.meta(outcome.keys).make(outcome.rows[0])[0]
-        return outcome.lastrowid if statement.is_insert else None
+        return _inserted_id(compiled, outcome) if statement.is_insert else None
 
     async def execute_result(
         self, query: Query, values: Mapping[str, Any] | None = None
@@ -154,7 +154,7 @@ class Connection:
         """Run a statement and report its rowcount, new primary key and RETURNING rows."""
         compiled = self._database._compiler.compile(query, values)
         outcome = await self._use(_execute, compiled)
-        return _result(compiled.statement, outcome)
+        return _result(compiled, outcome)
 
     async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement once per mapping of values, atomically, in few round trips."""
@@ -296,9 +296,22 @@ async def _execute_many(
     await raw.commit()
 
 
-def _result(statement: Statement, outcome: Outcome) -> ExecuteResult:
+def _inserted_id(compiled: CompiledQuery, outcome: Outcome) -> Any:
+    """The new row's primary key: the one the caller gave, else the driver's."""
+    position = compiled.statement.pk_position
+    if position is not None and compiled.args[position] is not None:
+        return compiled.args[position]
+    return outcome.lastrowid
+
+
+def _result(compiled: CompiledQuery, outcome: Outcome) -> ExecuteResult:
+    statement = compiled.statement
     rows = statement.meta(outcome.keys).make_all(outcome.rows) if outcome.rows else []
     if statement.implicit_returning:
         lastrowid = rows[0][0] if rows else None
         return ExecuteResult(outcome.rowcount, lastrowid, [])
-    return ExecuteResult(outcome.rowcount, outcome.lastrowid if statement.is_insert else None, rows)
+    if statement.returns_rows or not statement.is_insert:
+        # With RETURNING the returned rows are the answer (SQLite alone would also
+        # report a lastrowid, the other backends none).
+        return ExecuteResult(outcome.rowcount, None, rows)
+    return ExecuteResult(outcome.rowcount, _inserted_id(compiled, outcome), rows)

@@ -203,7 +203,8 @@ async def test_aware_datetime_keeps_its_instant(db: Database) -> None:
         ),
     ]
     await db.execute_many(
-        everything.insert(), [{"id": i, "aware": value} for i, value in enumerate(instants, start=1)]
+        everything.insert(),
+        [{"id": i, "aware": value} for i, value in enumerate(instants, start=1)],
     )
     rows = await db.fetch_all(sa.select(everything.c.aware).order_by(everything.c.id))
     for row, expected in zip(rows, instants):
@@ -361,6 +362,23 @@ async def test_raw_sql_binds_python_values(db: Database, dialect: str) -> None:
             assert_same(row[column], values[column], column)
 
 
+async def test_raw_sql_execute_many_converts_each_row_by_its_own_values(
+    db: Database, dialect: str
+) -> None:
+    """Raw SQL has no column types: each value is converted by its own Python type.
+    A first row of NULLs must not decide how the values of the next rows are bound."""
+    await db.execute_many(
+        raw_insert(dialect),
+        [raw_values(3, NULL_VALUES), raw_values(1, SAMPLE_VALUES), raw_values(2, OTHER_VALUES)],
+    )
+    rows = await db.fetch_all(ORDERED)
+    assert len(rows) == 3
+    for row, (row_id, values) in zip(rows, ROWS):
+        assert row["id"] == row_id
+        for column in RAW_COLUMNS:
+            assert_same(row[column], values[column], column)
+
+
 async def test_raw_sql_parameters_match_stored_values(db: Database, dialect: str) -> None:
     """A value bound in a raw WHERE clause compares equal to the same value stored."""
     await insert_rows_many(db)
@@ -375,7 +393,8 @@ async def test_raw_sql_parameters_match_stored_values(db: Database, dialect: str
     # None binds as NULL: `= NULL` matches nothing, IS NULL finds the NULL row.
     for column in RAW_COLUMNS:
         matched = await db.fetch_all(
-            f"SELECT {quote(dialect, 'id')} FROM dbaccess_types WHERE {quote(dialect, column)} = :v",
+            f"SELECT {quote(dialect, 'id')} FROM dbaccess_types "
+            f"WHERE {quote(dialect, column)} = :v",
             {"v": None},
         )
         assert matched == [], column

@@ -91,9 +91,12 @@ class Connection:
     async def _release_ref(self) -> None:
         self._refs -= 1
         if self._refs == 0:
-            raw, self._raw = self._raw, None
-            if raw is not None:
-                await self._database._give_back(raw, broken=self._broken)
+            await self._release_raw()
+
+    async def _release_raw(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            await self._database._give_back(raw, broken=self._broken)
 
     @property
     def raw_connection(self) -> Any:
@@ -235,17 +238,22 @@ class Connection:
         pooled one for this call only when none is bound."""
         if not self._refs:
             return await self._database._with_pooled(operation, argument)
-        await self._acquire_ref()  # a child task may still run when the block ends
+        self._refs += 1  # a child task may still run a statement when the block ends
+        lock = self._lock
         try:
-            async with self._lock:
+            await lock.acquire()
+            try:
                 raw = self._checked_raw()
-                try:
-                    return await operation(raw, argument)
-                except BaseException as exc:
-                    self._note_failure(exc)
-                    raise
+                return await operation(raw, argument)
+            except BaseException as exc:
+                self._note_failure(exc)
+                raise
+            finally:
+                lock.release()
         finally:
-            await self._release_ref()
+            self._refs -= 1
+            if not self._refs:
+                await self._release_raw()
 
     def _checked_raw(self) -> BackendConnection:
         raw = self._raw

@@ -241,13 +241,19 @@ class Database:
 
     async def _with_pooled(self, operation: Any, argument: Any) -> Any:
         """Run ``operation(raw, argument)`` on a connection borrowed for this call."""
-        raw = await self._acquire()
+        pool = self._pool
+        if pool is None:
+            pool = self._connected_pool("run a query")  # raises: not connected
+        raw = pool.acquire_nowait() or await pool.acquire()
         try:
             result = await operation(raw, argument)
         except BaseException as exc:
             await self._give_back(raw, broken=not isinstance(exc, DBAccessError))
             raise
-        await self._give_back(raw, broken=False)
+        if raw.in_transaction or raw.is_closed:
+            await self._give_back(raw, broken=False)
+        else:
+            pool.release(raw)
         return result
 
     async def _give_back(self, raw: BackendConnection, *, broken: bool) -> None:

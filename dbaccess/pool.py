@@ -87,15 +87,24 @@ class Pool:
         finally:
             self._opening -= 1
 
+    def acquire_nowait(self) -> BackendConnection | None:
+        """Lend an idle connection at once, or return None (then await acquire())."""
+        # Idle connections and live waiters never coexist: release() serves waiters first.
+        if self._state is PoolState.OPEN:
+            idle = self._idle
+            while idle:
+                conn = idle.pop()
+                if not conn.is_closed:
+                    self._in_use.add(conn)
+                    return conn
+        return None
+
     async def acquire(self) -> BackendConnection:
         """Lend a connection; wait at most ``acquire_timeout`` for one to come back."""
         if self._state is not PoolState.OPEN:
             raise InterfaceError(f"cannot acquire a connection: the pool is {self._state.value}")
-        while self._idle:
-            conn = self._idle.pop()
-            if conn.is_closed:
-                continue
-            self._in_use.add(conn)
+        conn = self.acquire_nowait()
+        if conn is not None:
             return conn
         if len(self._in_use) + self._opening < self._max_size:
             return await self._open_lent()

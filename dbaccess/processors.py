@@ -8,7 +8,10 @@ that every type round-trips the same on every backend:
   time zone: they are stored as UTC and come back as aware UTC datetimes, as they
   do from PostgreSQL;
 - asyncpg numerics, whose SQLAlchemy processor needs the column's type oid, which
-  asyncpg does not report with a result: the conversion is chosen by the value.
+  asyncpg does not report with a result. asyncpg already returns ``float`` for float
+  columns and ``Decimal`` for numeric ones, so a ``Float`` or ``Numeric`` column reads
+  as SQLAlchemy's dialect would; only a ``Numeric(asdecimal=True)`` type over a float
+  column (or ``Float(asdecimal=False)`` over a numeric one) is converted, by value.
 """
 
 from __future__ import annotations
@@ -84,7 +87,10 @@ def _to_aware_utc(value: Any) -> Any:
     return value
 
 
-def _numeric_by_value(impl: sqltypes.NumericCommon[Any]) -> Processor:
+def _numeric_by_value(impl: sqltypes.NumericCommon[Any]) -> Processor | None:
+    natural = isinstance(impl, sqltypes.Float) != bool(impl.asdecimal)
+    if natural:  # Float -> float, Numeric -> Decimal: what asyncpg returns already
+        return None
     if impl.asdecimal:
         scale = impl.scale
 

@@ -44,18 +44,18 @@ class ResultMeta:
         )
 
     def make(self, row: Sequence[Any]) -> Record:
-        """Build a Record from a driver row, converting values once."""
-        if self.processors:
-            values = list(row)
-            for position, processor in self.processors:
-                values[position] = processor(values[position])
-            row = values
+        """Wrap a driver row; its values are converted when the row is first read."""
         return Record(self, row)
 
     def make_all(self, rows: Sequence[Sequence[Any]]) -> list[Record]:
-        if not self.processors:
-            return [Record(self, row) for row in rows]
-        return [self.make(row) for row in rows]
+        return [Record(self, row) for row in rows]
+
+    def convert(self, row: Sequence[Any]) -> list[Any]:
+        """Apply the column types' result processors to one driver row."""
+        values = list(row)
+        for position, processor in self.processors:
+            values[position] = processor(values[position])
+        return values
 
 
 class Record(Mapping[str, Any]):
@@ -65,13 +65,23 @@ class Record(Mapping[str, Any]):
     ``row._mapping`` is a read-only mapping of column names to values, so
     ``dict(row._mapping)`` (and ``dict(row)``) give a plain dict. Iterating a
     record yields its column names, as in encode/databases.
+
+    Values are converted by their column types (JSON decoded, datetimes parsed...)
+    once, when the row is first read: rows fetched and never read cost no conversion.
     """
 
-    __slots__ = ("_meta", "_values")
+    __slots__ = ("_meta", "_pending", "_values")
 
     def __init__(self, meta: ResultMeta, values: Sequence[Any]) -> None:
         self._meta = meta
         self._values = values
+        self._pending = bool(meta.processors)
+
+    def _row(self) -> Sequence[Any]:
+        if self._pending:
+            self._values = self._meta.convert(self._values)
+            self._pending = False
+        return self._values
 
     @property
     def _mapping(self) -> Mapping[str, Any]:
@@ -79,7 +89,7 @@ class Record(Mapping[str, Any]):
 
     def __getitem__(self, key: Any) -> Any:
         if type(key) is int or isinstance(key, slice):
-            return self._values[key]
+            return self._row()[key]
         try:
             position = self._meta.index[key]
         except KeyError:
@@ -87,7 +97,7 @@ class Record(Mapping[str, Any]):
                 # A column of another select that has the same name.
                 position = self._meta.index[key.name]
             elif isinstance(key, int):
-                return self._values[key]
+                return self._row()[key]
             else:
                 raise KeyError(key) from None
         except TypeError:
@@ -97,7 +107,7 @@ class Record(Mapping[str, Any]):
                 f"column name {key!r} is ambiguous: the result has it more than once; "
                 "read it by position or by column object, or label the columns"
             )
-        return self._values[position]
+        return self._row()[position]
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -120,20 +130,18 @@ class Record(Mapping[str, Any]):
         return dict.fromkeys(self._meta.keys).keys()
 
     def values(self) -> Any:
-        return list(self._values)
+        return list(self._row())
 
     def items(self) -> Any:
-        return list(zip(self._meta.keys, self._values))
+        return list(zip(self._meta.keys, self._row()))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Record):
-            return self._meta.keys == other._meta.keys and tuple(self._values) == tuple(
-                other._values
-            )
+            return self._meta.keys == other._meta.keys and tuple(self._row()) == tuple(other._row())
         if isinstance(other, Mapping):
             return dict(self.items()) == dict(other)
         if isinstance(other, tuple):
-            return tuple(self._values) == other
+            return tuple(self._row()) == other
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -143,9 +151,10 @@ class Record(Mapping[str, Any]):
         return f"<Record {fields}>"
 
     def __getstate__(self) -> tuple[tuple[str, ...], tuple[Any, ...]]:
-        return self._meta.keys, tuple(self._values)
+        return self._meta.keys, tuple(self._row())
 
     def __setstate__(self, state: tuple[tuple[str, ...], tuple[Any, ...]]) -> None:
         keys, values = state
         self._meta = ResultMeta(keys)
         self._values = values
+        self._pending = False

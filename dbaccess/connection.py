@@ -10,8 +10,7 @@ each call borrows a pooled connection for that call only.
 from __future__ import annotations
 
 import asyncio
-import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -45,9 +44,8 @@ class Connection:
         #: state is unknown, so it is closed instead of going back to the pool.
         self._broken = False
         # Per task, what the ContextVar held before each `async with` entered.
-        self._restore: weakref.WeakKeyDictionary[asyncio.Task[Any], list[Connection | None]] = (
-            weakref.WeakKeyDictionary()
-        )
+        # (An entry lives from a block's entry to its exit, so a plain dict does not leak.)
+        self._restore: dict[asyncio.Task[Any], list[Connection | None]] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -167,7 +165,7 @@ class Connection:
 
     async def iterate(
         self, query: Query, values: Mapping[str, Any] | None = None
-    ) -> AsyncIterator[Record]:
+    ) -> AsyncGenerator[Record, None]:
         """Yield a query's rows as they arrive, without holding them all in memory.
 
         Inside a transaction the rows stream on the transaction's connection (other

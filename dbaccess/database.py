@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
@@ -220,10 +220,13 @@ class Database:
 
     async def iterate(
         self, query: Query, values: Mapping[str, Any] | None = None
-    ) -> AsyncIterator[Record]:
+    ) -> AsyncGenerator[Record, None]:
         """Yield a query's rows as they stream from the database."""
-        async for record in self._route().iterate(query, values):
-            yield record
+        # aclosing: closing this generator closes the connection's at once, rather than
+        # when the garbage collector gets to it.
+        async with contextlib.aclosing(self._route().iterate(query, values)) as records:
+            async for record in records:
+                yield record
 
     # -- the pool, for Connection ---------------------------------------------------
 

@@ -58,6 +58,7 @@ _ERRNO_CLASSES: dict[int, type[DBAccessError]] = {
     1406: DataError,  # data too long
     1205: OperationalError,  # lock wait timeout
     1213: OperationalError,  # deadlock
+    1792: OperationalError,  # a write in a READ ONLY transaction
     1969: OperationalError,  # max_statement_time exceeded (MariaDB)
     3024: OperationalError,  # max_execution_time exceeded (MySQL)
 }

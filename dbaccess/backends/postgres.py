@@ -66,10 +66,17 @@ _SQLSTATE_CLASSES: dict[str, type[DBAccessError]] = {
 }
 
 
+# Single SQLSTATEs classed apart from their class, to match the other backends.
+_SQLSTATES: dict[str, type[DBAccessError]] = {
+    "25006": OperationalError,  # a write in a READ ONLY transaction (MySQL, SQLite: same)
+}
+
+
 def _translate(exc: Exception) -> DBAccessError:
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = getattr(exc, "sqlstate", None) or ""
-        return translate(exc, _SQLSTATE_CLASSES.get(sqlstate[:2], DatabaseError))
+        ours = _SQLSTATES.get(sqlstate) or _SQLSTATE_CLASSES.get(sqlstate[:2], DatabaseError)
+        return translate(exc, ours)
     if isinstance(exc, asyncpg.InterfaceError):
         # asyncpg's client-side DataError is an InterfaceError and a ValueError.
         return translate(exc, DataError if isinstance(exc, ValueError) else InterfaceError)

@@ -27,6 +27,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import Compiled, SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import BindParameter, TextClause
+from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import NullType
 
 from .errors import InterfaceError, ProgrammingError
@@ -229,10 +230,10 @@ class Compiler:
     def _core_statement(
         self, query: Any, values: Mapping[str, Any]
     ) -> tuple[Statement, Sequence[BindParameter[Any]] | None]:
-        if not isinstance(query, ClauseElement):
+        if not (isinstance(query, ClauseElement) and isinstance(query, Executable)):
             raise InterfaceError(
-                "a query must be a SQL string or a SQLAlchemy Core expression, "
-                f"not {type(query).__name__}"
+                "a query must be a SQL string or a SQLAlchemy Core statement that can be "
+                f"executed (select, insert, text, DDL...), not {type(query).__name__}"
             )
         column_keys = tuple(values) if isinstance(query, UpdateBase) else ()
         # SQLAlchemy's structural key of the statement (its own compiled cache uses it):
@@ -290,6 +291,8 @@ class Compiler:
             raise ProgrammingError(f"cannot compile the query for {dialect.name}: {exc}") from exc
         except (sa_exc.CompileError, sa_exc.ArgumentError) as exc:
             raise ProgrammingError(f"cannot compile the query: {exc}") from exc
+        if "\x00" in compiled.string:
+            raise ProgrammingError("the SQL text contains a NUL byte")
         if not isinstance(compiled, SQLCompiler):  # DDL: no parameters, no rows
             return Statement(compiled)
 
@@ -309,12 +312,16 @@ class Compiler:
             implicit = bool(columns) and not len(clause.exported_columns)
         else:
             columns = tuple(getattr(clause, "selected_columns", ()))
-        accepted = set(binds) | set(column_keys or ())
+        accepted = set(binds)
+        if column_keys and isinstance(clause, UpdateBase):
+            # SQLAlchemy skips keys that name no column: a misspelt one would vanish.
+            columns_of_table = set(getattr(clause.table, "c", {}).keys())
+            accepted |= set(column_keys) & columns_of_table
         unknown = set(values) - accepted
         if unknown:
             raise ProgrammingError(
                 f"unknown parameter {_names(unknown)} for this query; "
-                f"its parameters are: {_names(set(names)) or 'none'}"
+                f"its parameters are: {_names(accepted - set(unknown)) or 'none'}"
             )
         return Statement(
             compiled,

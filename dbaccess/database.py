@@ -121,9 +121,11 @@ class Database:
             finally:
                 if connection is not None and connection.is_bound:
                     await connection._release_ref()
-                pool, self._pool = self._pool, None
-                if pool is not None:
-                    await pool.close(timeout)
+                # The pool stays reachable while it closes: connections given back
+                # meanwhile must reach it (its close() waits for them).
+                if self._pool is not None:
+                    await self._pool.close(timeout)
+                self._pool = None
                 await self._backend.close()
         finally:
             self._state = DatabaseState.DISCONNECTED

@@ -90,14 +90,18 @@ def _combined_class(ours: type[DBAccessError], theirs: type[BaseException]) -> t
     return cls
 
 
-def translate(orig: BaseException, ours: type[DBAccessError]) -> DBAccessError:
+def translate(
+    orig: BaseException, ours: type[DBAccessError], message: str | None = None
+) -> DBAccessError:
     """Return a dbaccess error of class ``ours`` that wraps the driver error ``orig``.
 
+    ``message`` replaces the driver's when it has none worth showing (a bare timeout).
     The caller raises it ``from orig``.
     """
     cls = _combined_class(ours, type(orig))
-    error = cls.__new__(cls, *orig.args)
-    error.args = orig.args
+    args = orig.args if message is None else (message,)
+    error = cls.__new__(cls, *args)
+    error.args = args
     # Driver errors carry details as attributes (asyncpg: sqlstate, constraint_name;
     # sqlite3: sqlite_errorcode); keep them reachable on the translated error.
     error.__dict__.update(getattr(orig, "__dict__", {}))

@@ -186,10 +186,13 @@ class DatabaseURL:
 
 def _obscure(url: str) -> str:
     """Hide the password of a URL that may not even parse."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    if "@" not in url:
         return url
-    userinfo, _, after = rest.rpartition("@")
-    if ":" in userinfo:
-        userinfo = userinfo.split(":", 1)[0] + ":" + _OBSCURED
-    return f"{scheme}://{userinfo}@{after}"
+    head, _, after = url.rpartition("@")
+    # Whatever follows the first ':' of the user part may be a password; without a
+    # '://' the scheme cannot be told apart from the user, so mask from its ':' on.
+    start = head.find("://") + 3 if "://" in head else 0
+    colon = head.find(":", start)
+    if colon < 0:
+        return url
+    return f"{head[: colon + 1]}{_OBSCURED}@{after}"

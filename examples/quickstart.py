@@ -25,8 +25,12 @@ async def main() -> None:
 
         # Core expressions and raw SQL with :named parameters.
         first = await db.execute(notes.insert(), {"text": "buy milk"})
-        await db.execute_many(notes.insert(), [{"text": "walk dog", "done": True}, {"text": "read"}])
-        await db.execute("UPDATE notes SET done = :done WHERE id = :id", {"done": True, "id": first})
+        await db.execute_many(
+            notes.insert(), [{"text": "walk dog", "done": True}, {"text": "read"}]
+        )
+        await db.execute(
+            "UPDATE notes SET done = :done WHERE id = :id", {"done": True, "id": first}
+        )
         print("new note id:", first)
 
         for row in await db.fetch_all(sa.select(notes).order_by(notes.c.id)):

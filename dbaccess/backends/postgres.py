@@ -80,9 +80,17 @@ def _translate(exc: Exception) -> DBAccessError:
     if isinstance(exc, asyncpg.InterfaceError):
         # asyncpg's client-side DataError is an InterfaceError and a ValueError.
         return translate(exc, DataError if isinstance(exc, ValueError) else InterfaceError)
-    if isinstance(exc, (OSError, asyncio.TimeoutError)):
+    if isinstance(exc, asyncio.TimeoutError):
+        return translate(exc, OperationalError, _TIMEOUT)
+    if isinstance(exc, OSError):
         return translate(exc, OperationalError)
     return translate(exc, DatabaseError)
+
+
+_TIMEOUT = (
+    "the statement ran longer than command_timeout and was cancelled on the server; "
+    "the connection stays usable"
+)
 
 
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
@@ -274,6 +282,12 @@ class PostgresBackend(Backend):
         kwargs = {**options.driver, **kwargs}
         try:
             conn = await asyncpg.connect(**kwargs)
+        except asyncio.TimeoutError as exc:
+            raise translate(
+                exc,
+                OperationalError,
+                f"could not connect within connect_timeout={kwargs['timeout']} s",
+            ) from exc
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
         try:

@@ -9,6 +9,7 @@ shared by every connection of the pool (SQLite's ``memdb`` VFS); it lives until
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sqlite3
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -90,10 +91,13 @@ _SQLITE_KEYWORDS = frozenset({"detect_types", "check_same_thread", "factory", "c
 
 
 class SQLiteConnection(BackendConnection):
-    __slots__ = ("_closed", "_conn", "_query_only")
+    __slots__ = ("_closed", "_conn", "_query_only", "_stopping")
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, stopping: set[asyncio.Future[Any]]) -> None:
         self._conn = conn
+        # Where terminate() leaves the future of the worker thread's end, for the
+        # backend to wait on before the event loop may close.
+        self._stopping = stopping
         self._closed = False
         self._query_only = False
 
@@ -191,7 +195,10 @@ class SQLiteConnection(BackendConnection):
 
     def terminate(self) -> None:
         self._closed = True
-        self._conn.stop()
+        stopped = self._conn.stop()
+        if stopped is not None:
+            self._stopping.add(stopped)
+            stopped.add_done_callback(self._stopping.discard)
 
 
 class SQLiteBackend(Backend):
@@ -233,6 +240,7 @@ class SQLiteBackend(Backend):
         self._journal_mode = options.backend.get("journal_mode", default_mode)
         # Keeps a memory database alive while the pool's connections come and go.
         self._keeper: SQLiteConnection | None = None
+        self._stopping: set[asyncio.Future[Any]] = set()
 
     @property
     def dialect(self) -> Dialect:
@@ -255,6 +263,8 @@ class SQLiteBackend(Backend):
         keeper, self._keeper = self._keeper, None
         if keeper is not None:
             await keeper.close()
+        if self._stopping:  # worker threads of terminated connections
+            await asyncio.wait(set(self._stopping), timeout=5.0)
 
     async def _open(self) -> SQLiteConnection:
         try:
@@ -267,7 +277,7 @@ class SQLiteBackend(Backend):
             )
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
-        connection = SQLiteConnection(conn)
+        connection = SQLiteConnection(conn, self._stopping)
         try:
             await connection.run(f"PRAGMA foreign_keys = {'ON' if self._foreign_keys else 'OFF'}")
             if not self._memory:

@@ -29,7 +29,13 @@ class _Asyncmy(MySQLDriver):
 
     @staticmethod
     def is_closed(conn: Any) -> bool:
-        return not conn.connected
+        if not conn.connected:
+            return True
+        # A connection the server closed while it sat idle (KILL, restart, timeout):
+        # asyncmy's transport closes itself at the end of the stream, before asyncmy's
+        # next read notices. Checking it costs no round trip.
+        transport = getattr(conn, "_transport", None)
+        return transport is not None and transport.is_closing()
 
 
 class AsyncmyBackend(MySQLBackendBase):

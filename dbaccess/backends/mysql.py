@@ -27,7 +27,13 @@ class _Aiomysql(MySQLDriver):
 
     @staticmethod
     def is_closed(conn: Any) -> bool:
-        return bool(conn.closed)
+        if conn.closed:
+            return True
+        # A connection the server closed while it sat idle (KILL, restart, timeout):
+        # aiomysql only notices on its next read, but its stream reader already holds
+        # the end of the stream. Checking it costs no round trip.
+        reader = getattr(conn, "_reader", None)
+        return reader is not None and reader.at_eof()
 
 
 class MySQLBackend(MySQLBackendBase):

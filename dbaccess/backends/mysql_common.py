@@ -92,6 +92,7 @@ class MySQLDriver:
 
     @staticmethod
     def is_closed(conn: Any) -> bool:
+        """Closed, or known to be dead, without a round trip."""
         raise NotImplementedError
 
 

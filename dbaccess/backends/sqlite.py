@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import sqlite3
+import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -91,10 +93,19 @@ _SQLITE_KEYWORDS = frozenset({"detect_types", "check_same_thread", "factory", "c
 
 
 class SQLiteConnection(BackendConnection):
-    __slots__ = ("_closed", "_conn", "_query_only", "_stopping")
+    __slots__ = ("_closed", "_conn", "_deadline", "_query_only", "_stopping", "_timeout")
 
-    def __init__(self, conn: aiosqlite.Connection, stopping: set[asyncio.Future[Any]]) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        stopping: set[asyncio.Future[Any]],
+        timeout: float | None = None,
+    ) -> None:
         self._conn = conn
+        #: command_timeout: each statement arms a deadline that SQLite's progress
+        #: handler checks in the worker thread (see SQLiteBackend._open).
+        self._timeout = timeout
+        self._deadline = math.inf
         # Where terminate() leaves the future of the worker thread's end, for the
         # backend to wait on before the event loop may close.
         self._stopping = stopping
@@ -113,45 +124,68 @@ class SQLiteConnection(BackendConnection):
     def is_closed(self) -> bool:
         return self._closed
 
+    def _arm(self) -> None:
+        if self._timeout is not None:
+            self._deadline = time.monotonic() + self._timeout
+
+    def interrupt_due(self) -> bool:
+        """SQLite's progress handler: True stops the running statement."""
+        return time.monotonic() > self._deadline
+
+    def _error(self, exc: Exception) -> DBAccessError:
+        if self._timeout is not None and str(exc) == "interrupted":
+            return translate(
+                exc,
+                OperationalError,
+                f"the statement ran longer than command_timeout={self._timeout} s and was "
+                "interrupted; the connection stays usable",
+            )
+        return _translate(exc)
+
     async def fetch(self, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
+        self._arm()
         try:
             async with self._conn.execute(sql, args) as cursor:
                 rows = await (cursor.fetchall() if limit is None else cursor.fetchmany(limit))
                 keys = [column[0] for column in cursor.description or ()]
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            raise self._error(exc) from exc
         return rows, keys  # type: ignore[return-value]
 
     async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
+        self._arm()
         try:
             cursor = await self._conn.execute(sql, args)
             rows: Sequence[Any] = list(await cursor.fetchall()) if returns_rows else ()
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            raise self._error(exc) from exc
         keys = [column[0] for column in cursor.description or ()]
         rowcount = len(rows) if returns_rows and cursor.rowcount < 0 else cursor.rowcount
         return Outcome(rowcount, cursor.lastrowid, rows, keys)
 
     async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
+        self._arm()
         try:
             await self._conn.executemany(sql, many_args)
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            raise self._error(exc) from exc
 
     async def stream(
         self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
     ) -> AsyncGenerator[Rows, None]:
+        self._arm()
         try:
             cursor = await self._conn.execute(sql, args)
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            raise self._error(exc) from exc
         keys = [column[0] for column in cursor.description or ()]
         try:
             while True:
+                self._arm()
                 try:
                     rows = await cursor.fetchmany(chunk_size)
                 except _DRIVER_ERRORS as exc:
-                    raise _translate(exc) from exc
+                    raise self._error(exc) from exc
                 if not rows:
                     return
                 yield rows, keys  # type: ignore[misc]
@@ -181,17 +215,18 @@ class SQLiteConnection(BackendConnection):
                 self._query_only = False
 
     async def run(self, sql: str) -> None:
+        self._arm()
         try:
             await self._conn.execute(sql)
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            raise self._error(exc) from exc
 
     async def close(self) -> None:
         self._closed = True
         try:
             await self._conn.close()
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            raise self._error(exc) from exc
 
     def terminate(self) -> None:
         self._closed = True
@@ -222,9 +257,8 @@ class SQLiteBackend(Backend):
             managed=frozenset({"database", "isolation_level", "uri", "timeout"}),
             backend_name="SQLite",
         )
-        for name in ("ssl", "command_timeout"):
-            if getattr(options, name) is not None:
-                raise ConfigurationError(f"option {name!r} is not supported on SQLite")
+        if options.ssl is not None:
+            raise ConfigurationError("option 'ssl' is not supported on SQLite")
         self._options = options
         self._dialect = SQLiteDialect_aiosqlite()
         path = url.database
@@ -277,11 +311,15 @@ class SQLiteBackend(Backend):
             )
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
-        connection = SQLiteConnection(conn, self._stopping)
+        timeout = self._options.command_timeout
+        connection = SQLiteConnection(conn, self._stopping, timeout)
         try:
             await connection.run(f"PRAGMA foreign_keys = {'ON' if self._foreign_keys else 'OFF'}")
             if not self._memory:
                 await connection.run(f"PRAGMA journal_mode = {self._journal_mode}")
+            if timeout is not None:
+                # Checked every 1,000 SQLite VM instructions: microseconds apart.
+                await conn.set_progress_handler(connection.interrupt_due, 1000)
         except BaseException:
             await connection.close()
             raise

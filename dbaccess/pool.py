@@ -14,6 +14,7 @@ import contextlib
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .backends.base import BackendConnection
 from .errors import InterfaceError, OperationalError
@@ -82,10 +83,19 @@ class Pool:
 
     async def _open_one(self) -> BackendConnection:
         self._opening += 1
+        task = asyncio.current_task()
+        requests = _cancel_requests(task)
         try:
-            return await self._connect()
+            conn = await self._connect()
         finally:
             self._opening -= 1
+        if _cancel_requests(task) > requests:
+            # The task was cancelled while the driver connected, and the driver swallowed
+            # it: Python 3.11's asyncio.wait_for() returns the result when cancellation
+            # and completion race (aiomysql connects through it). Deliver it after all.
+            conn.terminate()
+            raise asyncio.CancelledError()
+        return conn
 
     def acquire_nowait(self) -> BackendConnection | None:
         """Lend an idle connection at once, or return None (then await acquire())."""
@@ -208,6 +218,12 @@ class Pool:
                 conn.terminate()
             self._in_use.clear()
             self._state = PoolState.CLOSED
+
+
+def _cancel_requests(task: asyncio.Task[Any] | None) -> int:
+    """How many cancellations of ``task`` are pending (0 before Python 3.11)."""
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling() if cancelling is not None else 0
 
 
 async def _close(conn: BackendConnection) -> None:

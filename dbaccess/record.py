@@ -35,6 +35,10 @@ class ResultMeta:
         # Columns of a Core query: `row[table.c.name]` finds the column by identity.
         for position, column in enumerate(columns[: len(self.keys)]):
             index[column] = position
+        # Positions too, so that every lookup is one dict access.
+        width = len(self.keys)
+        for position in range(width):
+            index[position] = index[position - width] = position
         self.index = index
         #: (position, processor) for the columns that need converting.
         self.processors = tuple(
@@ -84,30 +88,35 @@ class Record(Mapping[str, Any]):
         return self._values
 
     @property
-    def _mapping(self) -> Mapping[str, Any]:
+    def _mapping(self) -> Mapping[Any, Any]:
         return self
 
     def __getitem__(self, key: Any) -> Any:
-        if type(key) is int or isinstance(key, slice):
-            return self._row()[key]
         try:
-            position = self._meta.index[key]
-        except KeyError:
-            if hasattr(key, "name") and key.name in self._meta.index:
-                # A column of another select that has the same name.
-                position = self._meta.index[key.name]
-            elif isinstance(key, int):
+            position: int = self._meta.index[key]
+        except (KeyError, TypeError):
+            found = self._slow_position(key)
+            if found is None:  # a slice
                 return self._row()[key]
-            else:
-                raise KeyError(key) from None
-        except TypeError:
-            raise KeyError(key) from None
+            position = found
         if position < 0:
             raise InterfaceError(
                 f"column name {key!r} is ambiguous: the result has it more than once; "
                 "read it by position or by column object, or label the columns"
             )
-        return self._row()[position]
+        return (self._row() if self._pending else self._values)[position]
+
+    def _slow_position(self, key: Any) -> int | None:
+        if isinstance(key, slice):
+            return None
+        if type(key) is not str and isinstance(getattr(key, "name", None), str):
+            # A column object of another select, with a name this result has.
+            name_position = self._meta.index.get(key.name)
+            if name_position is not None:
+                return name_position
+        if isinstance(key, int) and not isinstance(key, bool):
+            raise IndexError(f"Record index {key} out of range ({len(self)} columns)")
+        raise KeyError(key)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -124,7 +133,7 @@ class Record(Mapping[str, Any]):
         return len(self._meta.keys)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._meta.index
+        return type(key) is not int and key in self._meta.index
 
     def keys(self) -> Any:
         return dict.fromkeys(self._meta.keys).keys()

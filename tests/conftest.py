@@ -7,6 +7,7 @@ start it; under CI=true it fails the run instead.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import decimal
 import enum
@@ -186,6 +187,26 @@ async def db(database: Database) -> AsyncIterator[Database]:
         yield database
     finally:
         await drop_tables(database)
+
+
+async def released(db: Database) -> bool:
+    """Whether every pooled connection is back, after letting pending clean-ups run
+    (an abandoned ``async for`` is closed by the event loop in a task of its own)."""
+    for attempt in range(500):
+        if db.pool_stats.in_use == 0:
+            return True
+        await asyncio.sleep(0 if attempt < 20 else 0.01)
+    return db.pool_stats.in_use == 0
+
+
+def driver_in_transaction(raw: Any) -> bool:
+    """Whether a driver connection (asyncpg, aiomysql, asyncmy, aiosqlite) is in a
+    transaction, asked of the driver itself."""
+    if hasattr(raw, "is_in_transaction"):  # asyncpg
+        return bool(raw.is_in_transaction())
+    if hasattr(raw, "get_transaction_status"):  # aiomysql, asyncmy
+        return bool(raw.get_transaction_status())
+    return bool(raw.in_transaction)  # aiosqlite
 
 
 @pytest.fixture

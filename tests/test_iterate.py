@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 import pytest
@@ -11,7 +10,7 @@ import sqlalchemy as sa
 from dbaccess import Database, ProgrammingError, Record
 from dbaccess.connection import ITERATE_CHUNK_SIZE
 
-from .conftest import notes, users
+from .conftest import notes, released, users
 
 ROWS = 2 * ITERATE_CHUNK_SIZE + 500  # three chunks, the last one partial
 
@@ -24,18 +23,6 @@ async def filled(db: Database) -> Database:
         notes.insert(), [{"text": f"note {n:05}", "completed": n % 2 == 0} for n in range(ROWS)]
     )
     return db
-
-
-async def released(db: Database) -> bool:
-    """Whether every pooled connection is back, after letting pending clean-ups run.
-
-    An abandoned ``async for`` is closed by the event loop's async generator
-    finalizer, in tasks of its own; closing may need a round trip to the server."""
-    for _ in range(500):
-        if db.pool_stats.in_use == 0:
-            return True
-        await asyncio.sleep(0 if _ < 20 else 0.01)
-    return db.pool_stats.in_use == 0
 
 
 async def test_iterate_all_rows_in_order(filled: Database) -> None:

@@ -130,13 +130,13 @@ class PostgresConnection(BackendConnection):
                     rows = rows[:limit]
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
-        return rows, (list(rows[0].keys()) if rows else [])
+        return rows, (tuple(rows[0].keys()) if rows else ())
 
     async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
         try:
             if returns_rows:
                 rows = await self._conn.fetch(sql, *args)
-                keys = list(rows[0].keys()) if rows else []
+                keys = tuple(rows[0].keys()) if rows else ()
                 return Outcome(len(rows), None, rows, keys)
             status = await self._conn.execute(sql, *args)
         except _DRIVER_ERRORS as exc:
@@ -168,7 +168,7 @@ class PostgresConnection(BackendConnection):
                     raise _translate(exc) from exc
                 if not rows:
                     break
-                yield rows, list(rows[0].keys())
+                yield rows, tuple(rows[0].keys())
             finished = True
         finally:
             if not transaction_open and not self.is_closed:

@@ -5,6 +5,10 @@ foreign keys on, a busy timeout, and WAL journaling for files so readers and a
 writer do not block each other. ``sqlite:///:memory:`` is one in-memory database
 shared by every connection of the pool (SQLite's ``memdb`` VFS); it lives until
 :meth:`Database.disconnect`.
+
+aiosqlite runs every sqlite3 call in the connection's own thread, and each call is a
+round trip between threads. dbaccess runs a whole statement (execute, read the rows,
+close the cursor) as one call, where aiosqlite's public cursor API takes three.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import itertools
 import math
 import sqlite3
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 import aiosqlite
@@ -40,6 +44,8 @@ from ..url import DatabaseURL
 from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
 
 __all__ = ["SQLiteBackend"]
+
+_T = TypeVar("_T")
 
 _JOURNAL_MODES = ("delete", "truncate", "persist", "memory", "wal", "off")
 _memory_names = itertools.count(1)
@@ -92,6 +98,67 @@ _DRIVER_ERRORS = (sqlite3.Error, ValueError)
 _SQLITE_KEYWORDS = frozenset({"detect_types", "check_same_thread", "factory", "cached_statements"})
 
 
+# Statements run whole in the connection's thread: execute, read, close.
+
+
+def _fetch(db: sqlite3.Connection, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
+    cursor = db.execute(sql, args)
+    try:
+        rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
+        return rows, tuple(column[0] for column in cursor.description or ())
+    finally:
+        cursor.close()
+
+
+def _execute(
+    db: sqlite3.Connection, sql: str, args: Sequence[Any], returns_rows: bool
+) -> tuple[Sequence[Any], tuple[str, ...], int, int | None]:
+    cursor = db.execute(sql, args)
+    try:
+        rows = cursor.fetchall() if returns_rows else ()
+        keys = tuple(column[0] for column in cursor.description or ())
+        return rows, keys, cursor.rowcount, cursor.lastrowid
+    finally:
+        cursor.close()
+
+
+def _execute_many(db: sqlite3.Connection, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
+    db.executemany(sql, many_args).close()
+
+
+def _run(db: sqlite3.Connection, sql: str) -> None:
+    db.execute(sql).close()
+
+
+# aiosqlite runs each call in its connection's thread through Connection._execute(),
+# the one method all its public ones share (since 0.11). Running a whole statement in
+# one call takes one thread hop instead of three; should a later aiosqlite drop it,
+# the functions run through the public API instead, each step a hop.
+_ONE_HOP = callable(getattr(aiosqlite.Connection, "_execute", None)) and isinstance(
+    getattr(aiosqlite.Connection, "_conn", None), property
+)
+
+
+async def _multi_hop(conn: aiosqlite.Connection, function: Callable[..., _T], *args: Any) -> _T:
+    if function is _fetch:
+        sql, params, limit = args
+        async with conn.execute(sql, params) as cursor:
+            rows = await (cursor.fetchall() if limit is None else cursor.fetchmany(limit))
+            keys = tuple(column[0] for column in cursor.description or ())
+        return (list(rows), keys)  # type: ignore[return-value]
+    if function is _execute:
+        sql, params, returns_rows = args
+        async with conn.execute(sql, params) as cursor:
+            rows = list(await cursor.fetchall()) if returns_rows else []
+            keys = tuple(column[0] for column in cursor.description or ())
+            return (rows, keys, cursor.rowcount, cursor.lastrowid)  # type: ignore[return-value]
+    if function is _execute_many:
+        await conn.executemany(*args)
+        return None  # type: ignore[return-value]
+    await conn.execute(*args)
+    return None  # type: ignore[return-value]
+
+
 class SQLiteConnection(BackendConnection):
     __slots__ = ("_closed", "_conn", "_deadline", "_query_only", "_stopping", "_timeout")
 
@@ -142,33 +209,31 @@ class SQLiteConnection(BackendConnection):
             )
         return _translate(exc)
 
-    async def fetch(self, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
+    async def _in_thread(self, function: Callable[..., _T], *args: Any) -> _T:
+        """Run ``function(sqlite3_connection, *args)`` in the connection's thread."""
         self._arm()
         try:
-            async with self._conn.execute(sql, args) as cursor:
-                rows = await (cursor.fetchall() if limit is None else cursor.fetchmany(limit))
-                keys = [column[0] for column in cursor.description or ()]
+            if _ONE_HOP:
+                # The whole statement in one hop to the connection's thread.
+                result: _T = await self._conn._execute(  # type: ignore[no-untyped-call]
+                    function, self._conn._conn, *args
+                )
+                return result
+            return await _multi_hop(self._conn, function, *args)
         except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
-        return rows, keys  # type: ignore[return-value]
+
+    async def fetch(self, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
+        return await self._in_thread(_fetch, sql, args, limit)
 
     async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
-        self._arm()
-        try:
-            cursor = await self._conn.execute(sql, args)
-            rows: Sequence[Any] = list(await cursor.fetchall()) if returns_rows else ()
-        except _DRIVER_ERRORS as exc:
-            raise self._error(exc) from exc
-        keys = [column[0] for column in cursor.description or ()]
-        rowcount = len(rows) if returns_rows and cursor.rowcount < 0 else cursor.rowcount
-        return Outcome(rowcount, cursor.lastrowid, rows, keys)
+        rows, keys, rowcount, lastrowid = await self._in_thread(_execute, sql, args, returns_rows)
+        if returns_rows and rowcount < 0:
+            rowcount = len(rows)
+        return Outcome(rowcount, lastrowid, rows, keys)
 
     async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
-        self._arm()
-        try:
-            await self._conn.executemany(sql, many_args)
-        except _DRIVER_ERRORS as exc:
-            raise self._error(exc) from exc
+        await self._in_thread(_execute_many, sql, many_args)
 
     async def stream(
         self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
@@ -215,11 +280,7 @@ class SQLiteConnection(BackendConnection):
                 self._query_only = False
 
     async def run(self, sql: str) -> None:
-        self._arm()
-        try:
-            await self._conn.execute(sql)
-        except _DRIVER_ERRORS as exc:
-            raise self._error(exc) from exc
+        await self._in_thread(_run, sql)
 
     async def close(self) -> None:
         self._closed = True

@@ -287,7 +287,7 @@ async def _execute(raw: BackendConnection, compiled: CompiledQuery) -> Outcome:
 async def _execute_many(
     raw: BackendConnection, batches: list[tuple[str, list[Sequence[Any]]]]
 ) -> None:
-    if raw.in_transaction:
+    if raw.in_transaction or (len(batches) == 1 and raw.atomic_execute_many):
         for sql, many_args in batches:
             await raw.execute_many(sql, many_args)
         return

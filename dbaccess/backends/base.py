@@ -41,6 +41,10 @@ class TransactionMode:
 class BackendConnection(Protocol):
     """One open driver connection."""
 
+    #: Whether execute_many() is all-or-nothing by itself (else dbaccess wraps it in
+    #: a transaction).
+    atomic_execute_many: ClassVar[bool] = False
+
     @property
     def raw(self) -> Any:
         """The driver's own connection object."""

@@ -104,6 +104,8 @@ def _rowcount(status: str) -> int:
 class PostgresConnection(BackendConnection):
     __slots__ = ("_conn",)
 
+    atomic_execute_many = True  # asyncpg >= 0.22
+
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backends.base import BackendConnection, Outcome, Rows, TransactionMode
 from .compiler import CompiledQuery, Query
-from .errors import DBAccessError, InterfaceError
+from .errors import DBAccessError, InterfaceError, OperationalError
 from .record import Record
 from .result import ExecuteResult
 
@@ -257,10 +257,15 @@ class Connection:
         raw = self._raw
         if raw is None:
             raise InterfaceError("cannot run a statement: the connection was released")
-        if self._broken or raw.is_closed:
+        if self._broken:
             raise InterfaceError(
-                "cannot run a statement: this connection was interrupted or lost earlier "
-                "in the block; leave the block and start a new one"
+                "cannot run a statement: a statement on this connection was interrupted "
+                "earlier in the block; leave the block and start a new one"
+            )
+        if raw.is_closed:
+            raise OperationalError(
+                "the connection to the database was lost (closed by the server, or a "
+                "network failure); leave the block: the next one gets a new connection"
             )
         return raw
 

@@ -107,6 +107,7 @@ class Pool:
                 if not conn.is_closed:
                     self._in_use.add(conn)
                     return conn
+                conn.terminate()  # the server closed it while idle: free its socket
         return None
 
     async def acquire(self) -> BackendConnection:
@@ -179,8 +180,7 @@ class Pool:
         """Take a connection back. Synchronous, so cancellation cannot interrupt it."""
         self._in_use.discard(conn)
         if conn.is_closed or self._state is not PoolState.OPEN:
-            if not conn.is_closed:
-                conn.terminate()
+            conn.terminate()  # idempotent: frees the socket of a connection found dead
             self._wake_one()
         elif self._wake_one(conn):
             self._in_use.add(conn)
@@ -191,8 +191,7 @@ class Pool:
 
     def discard(self, conn: BackendConnection) -> None:
         """Close a connection that must not be reused and free its place."""
-        if not conn.is_closed:
-            conn.terminate()
+        conn.terminate()
         self.release(conn)
 
     async def close(self, timeout: float | None = None) -> None:

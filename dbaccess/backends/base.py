@@ -84,7 +84,7 @@ class BackendConnection(Protocol):
         """Close gracefully."""
 
     def terminate(self) -> None:
-        """Close at once, without waiting for the server."""
+        """Close at once, without waiting for the server; a no-op when closed."""
 
 
 class Backend(Protocol):

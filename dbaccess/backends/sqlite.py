@@ -290,6 +290,8 @@ class SQLiteConnection(BackendConnection):
             raise self._error(exc) from exc
 
     def terminate(self) -> None:
+        if self._closed:
+            return
         self._closed = True
         stopped = self._conn.stop()
         if stopped is not None:

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .backends.base import BackendConnection, Outcome, Rows, TransactionMode
+from .backends.base import DEFAULT_MODE, BackendConnection, Outcome, Rows
 from .compiler import CompiledQuery, Query
 from .errors import DBAccessError, InterfaceError, OperationalError
 from .record import Record
@@ -28,7 +28,6 @@ __all__ = ["Connection"]
 
 #: Rows fetched per round trip by iterate().
 ITERATE_CHUNK_SIZE = 1000
-_DEFAULT_MODE = TransactionMode()
 
 
 class Connection:
@@ -297,7 +296,7 @@ async def _execute_many(
             await raw.execute_many(sql, many_args)
         return
     # All rows or none, on every backend.
-    await raw.begin(_DEFAULT_MODE)
+    await raw.begin(DEFAULT_MODE)
     try:
         for sql, many_args in batches:
             await raw.execute_many(sql, many_args)

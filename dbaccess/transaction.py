@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from .backends.base import TransactionMode
+from .backends.base import DEFAULT_MODE, TransactionMode
 from .errors import DBAccessError, InterfaceError, NotSupportedError
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ class Transaction:
                 raw = connection._checked_raw()
                 try:
                     if connection._transactions:
-                        if self._mode != _DEFAULT_MODE:
+                        if self._mode != DEFAULT_MODE:
                             raise InterfaceError(
                                 "cannot set isolation, readonly or deferrable on a nested "
                                 "transaction: it is a savepoint of the outer one"
@@ -225,9 +225,6 @@ class Transaction:
     def __repr__(self) -> str:
         kind = "savepoint" if self._savepoint else "transaction"
         return f"<Transaction {kind} {self._state.value}>"
-
-
-_DEFAULT_MODE = TransactionMode()
 
 
 def _isolation(level: str | None, supported: frozenset[str], database: Database) -> str | None:

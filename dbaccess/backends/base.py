@@ -13,7 +13,14 @@ from sqlalchemy.engine.interfaces import Dialect
 from ..options import Options, Parser
 from ..url import DatabaseURL
 
-__all__ = ["Backend", "BackendConnection", "Outcome", "Rows", "TransactionMode"]
+__all__ = [
+    "DEFAULT_MODE",
+    "Backend",
+    "BackendConnection",
+    "Outcome",
+    "Rows",
+    "TransactionMode",
+]
 
 #: Rows as the driver returns them (tuples, asyncpg Records), and their column names.
 Rows = tuple[Sequence[Sequence[Any]], Sequence[str]]
@@ -36,6 +43,10 @@ class TransactionMode:
     isolation: str | None = None
     readonly: bool = False
     deferrable: bool | None = None
+
+
+#: BEGIN with the server's defaults.
+DEFAULT_MODE = TransactionMode()
 
 
 class BackendConnection(Protocol):

@@ -256,3 +256,22 @@ async def test_raw_connection(db: Database, database_url: str) -> None:
         conn.raw_connection  # noqa: B018
     async with db.transaction():
         assert isinstance(db.connection().raw_connection, expected)
+
+
+async def test_a_thousand_tasks_on_a_pool_of_ten(database_url: str) -> None:
+    # Load: 1,000 concurrent callers share 10 connections; all complete with their own
+    # answers, and the pool is whole afterwards.
+    async with Database(database_url, min_size=2, max_size=10) as db:
+        peak_waiting = 0
+
+        async def ask(n: int) -> object:
+            nonlocal peak_waiting
+            peak_waiting = max(peak_waiting, db.pool_stats.waiting)
+            return await db.fetch_val("SELECT :n", {"n": n})
+
+        results = await asyncio.gather(*(ask(n) for n in range(1000)))
+        assert results == list(range(1000))
+        stats = db.pool_stats
+        assert (stats.in_use, stats.waiting) == (0, 0)
+        assert stats.size <= 10
+        assert peak_waiting > 0  # the pool really was exhausted on the way

@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
@@ -14,6 +14,11 @@ from ..config import BackendConfig, Sizes
 from ..schema import ITEMS, SCRATCH, scratch_rows
 
 __all__ = ["SCRATCH_INSERT", "Contender", "NotApplicable", "PartialContender", "RunResult"]
+
+
+def read_by_name(row: Any) -> None:
+    """Read every column of a row by name, as an application would (the same for all)."""
+    _ = (row["id"], row["name"], row["value"], row["flag"], row["created_at"])
 
 
 class NotApplicable(Exception):

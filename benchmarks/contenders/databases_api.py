@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..schema import ITEMS, SCRATCH, insert_sql, point_sql
-from .base import SCRATCH_INSERT, Contender
+from .base import SCRATCH_INSERT, Contender, read_by_name
 
 __all__ = ["DatabasesAPI"]
 
@@ -43,13 +43,7 @@ class DatabasesAPI(Contender):
             for i in self.point_ids:
                 row = await conn.fetch_one(sa.select(items).where(id_column == i))
                 if row is not None:
-                    _id, _name, _value, _flag, _created_at = (
-                        row["id"],
-                        row["name"],
-                        row["value"],
-                        row["flag"],
-                        row["created_at"],
-                    )
+                    read_by_name(row)
                     found += 1
         return found
 
@@ -60,13 +54,7 @@ class DatabasesAPI(Contender):
             for i in self.point_ids:
                 row = await conn.fetch_one(sql, {"id": i})
                 if row is not None:
-                    _id, _name, _value, _flag, _created_at = (
-                        row["id"],
-                        row["name"],
-                        row["value"],
-                        row["flag"],
-                        row["created_at"],
-                    )
+                    read_by_name(row)
                     found += 1
         return found
 
@@ -76,13 +64,7 @@ class DatabasesAPI(Contender):
         for _ in range(self.sizes.fetch_all_repeats):
             rows = await db.fetch_all(query)
             for row in rows:
-                _id, _name, _value, _flag, _created_at = (
-                    row["id"],
-                    row["name"],
-                    row["value"],
-                    row["flag"],
-                    row["created_at"],
-                )
+                read_by_name(row)
             seen += len(rows)
         return seen
 
@@ -98,13 +80,7 @@ class DatabasesAPI(Contender):
             for i in ids:
                 row = await db.fetch_one(sql, {"id": i})
                 if row is not None:
-                    _id, _name, _value, _flag, _created_at = (
-                        row["id"],
-                        row["name"],
-                        row["value"],
-                        row["flag"],
-                        row["created_at"],
-                    )
+                    read_by_name(row)
                     found += 1
             return found
 
@@ -121,12 +97,6 @@ class DatabasesAPI(Contender):
     async def stream(self, table: sa.Table) -> int:
         seen = 0
         async for row in self.db.iterate(sa.select(table)):
-            _id, _name, _value, _flag, _created_at = (
-                row["id"],
-                row["name"],
-                row["value"],
-                row["flag"],
-                row["created_at"],
-            )
+            read_by_name(row)
             seen += 1
         return seen

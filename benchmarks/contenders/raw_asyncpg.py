@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from ..config import BackendConfig
 from ..schema import COLUMNS, ITEMS, SCRATCH, insert_sql, point_sql, select_all_sql
-from .base import Contender, PartialContender
+from .base import Contender, PartialContender, read_by_name
 
 __all__ = ["AsyncpgQueue", "RawAsyncpg"]
 
@@ -60,13 +60,7 @@ class RawAsyncpg(Contender):
             for i in self.point_ids:
                 row = await conn.fetchrow(sql, i)
                 if row is not None:
-                    _id, _name, _value, _flag, _created_at = (
-                        row["id"],
-                        row["name"],
-                        row["value"],
-                        row["flag"],
-                        row["created_at"],
-                    )
+                    read_by_name(row)
                     found += 1
         return found
 
@@ -76,13 +70,7 @@ class RawAsyncpg(Contender):
         for _ in range(self.sizes.fetch_all_repeats):
             rows = await pool.fetch(sql)
             for row in rows:
-                _id, _name, _value, _flag, _created_at = (
-                    row["id"],
-                    row["name"],
-                    row["value"],
-                    row["flag"],
-                    row["created_at"],
-                )
+                read_by_name(row)
             seen += len(rows)
         return seen
 
@@ -99,13 +87,7 @@ class RawAsyncpg(Contender):
             for i in ids:
                 row = await pool.fetchrow(sql, i)
                 if row is not None:
-                    _id, _name, _value, _flag, _created_at = (
-                        row["id"],
-                        row["name"],
-                        row["value"],
-                        row["flag"],
-                        row["created_at"],
-                    )
+                    read_by_name(row)
                     found += 1
             return found
 
@@ -124,13 +106,7 @@ class RawAsyncpg(Contender):
         seen = 0
         async with self.pool.acquire() as conn, conn.transaction():
             async for row in conn.cursor(sql, prefetch=self.sizes.chunk_size):
-                _id, _name, _value, _flag, _created_at = (
-                    row["id"],
-                    row["name"],
-                    row["value"],
-                    row["flag"],
-                    row["created_at"],
-                )
+                read_by_name(row)
                 seen += 1
         return seen
 
@@ -169,13 +145,7 @@ class AsyncpgQueue(PartialContender):
                 finally:
                     queue.put_nowait(conn)
                 if row is not None:
-                    _id, _name, _value, _flag, _created_at = (
-                        row["id"],
-                        row["name"],
-                        row["value"],
-                        row["flag"],
-                        row["created_at"],
-                    )
+                    read_by_name(row)
                     found += 1
             return found
 

@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from .backends import SUPPORTED_BACKENDS, backend_class
 from .backends.base import Backend, BackendConnection
@@ -28,8 +28,6 @@ logger = logging.getLogger("dbaccess")
 
 #: How long disconnect() waits for connections still in use before closing them.
 DISCONNECT_TIMEOUT = 10.0
-
-T = TypeVar("T")
 
 
 class DatabaseState(enum.Enum):
@@ -89,8 +87,8 @@ class Database:
         options = self._backend.options
         pool = Pool(
             self._backend.connect,
-            min_size=1 if options.min_size is None else options.min_size,
-            max_size=10 if options.max_size is None else options.max_size,
+            min_size=options.min_size,
+            max_size=options.max_size,
             acquire_timeout=options.acquire_timeout,
         )
         try:

@@ -1,0 +1,188 @@
+"""The server stops and starts again under a running application: while it is down,
+every call fails fast with OperationalError (no hang); once it is back, calls succeed
+again on fresh connections, with no action by the application.
+
+These tests stop and start the real local servers with `scripts/services`, so they run
+only when DBACCESS_TEST_RESTART=1 (CI sets it), and always start the server again.
+SQLite has no server to restart: they skip there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from dbaccess import Database, OperationalError
+
+from .conftest import released
+
+pytestmark = pytest.mark.slow
+
+SERVICES = Path(__file__).resolve().parent.parent / "scripts" / "services"
+SERVER_OF = {"postgresql": "postgresql", "mysql": "mariadb"}
+#: Far longer than failing fast takes (milliseconds); reaching it means a hang.
+HANG = 30.0
+
+T = TypeVar("T")
+
+
+class Server:
+    """The local server behind a test URL, stopped and started by scripts/services."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def _services(self, action: str) -> None:
+        process = await asyncio.create_subprocess_exec(
+            str(SERVICES),
+            action,
+            self.name,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"scripts/services {action} {self.name} failed: {output!r}")
+
+    async def stop(self) -> None:
+        await self._services("stop")
+
+    async def start(self) -> None:
+        await self._services("start")
+
+
+@pytest.fixture
+async def server(dialect: str) -> AsyncIterator[Server]:
+    if dialect not in SERVER_OF:
+        pytest.skip("SQLite has no server to stop")
+    if os.environ.get("DBACCESS_TEST_RESTART") != "1":
+        pytest.skip(
+            "stops and starts the local servers: set DBACCESS_TEST_RESTART=1 to run it "
+            "(needs scripts/services to control the servers in DBACCESS_TEST_URLS)"
+        )
+    server = Server(SERVER_OF[dialect])
+    try:
+        yield server
+    finally:
+        await server.start()
+
+
+async def fails_fast(call: Callable[[], Awaitable[Any]]) -> OperationalError:
+    """Run ``call``, which must raise OperationalError, and not hang doing so."""
+    try:
+        async with asyncio.timeout(HANG):
+            await call()
+    except OperationalError as exc:
+        return exc
+    except TimeoutError:
+        pytest.fail(f"hung for {HANG} s instead of failing fast")
+    pytest.fail("succeeded with the server stopped")
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    async with asyncio.timeout(seconds):
+        return await awaitable
+
+
+async def test_calls_fail_fast_while_the_server_is_down_then_recover(
+    database_url: str, server: Server
+) -> None:
+    async with Database(database_url, min_size=3, max_size=4) as db:
+        assert await db.fetch_val("SELECT 1") == 1
+        assert db.pool_stats.idle == 3
+
+        await server.stop()
+        await fails_fast(lambda: db.fetch_val("SELECT 1"))
+        await fails_fast(lambda: db.fetch_all("SELECT 1"))
+        await fails_fast(lambda: db.execute("SELECT 1"))
+
+        async def in_a_transaction() -> None:
+            async with db.transaction():
+                await db.fetch_val("SELECT 1")
+
+        await fails_fast(in_a_transaction)
+
+        async def iterating() -> None:
+            async for _ in db.iterate("SELECT 1"):
+                pass
+
+        await fails_fast(iterating)
+        # Many callers at once while the server is down: each fails on its own.
+        outcomes = await within(
+            HANG,
+            asyncio.gather(*(db.fetch_val("SELECT 1") for _ in range(20)), return_exceptions=True),
+        )
+        assert all(isinstance(outcome, OperationalError) for outcome in outcomes), outcomes
+        # The dead connections are gone, not waiting to be handed out again.
+        assert db.pool_stats.idle == 0 and db.pool_stats.in_use == 0
+
+        await server.start()
+        results = await asyncio.gather(*(db.fetch_val("SELECT :n", {"n": n}) for n in range(8)))
+        assert results == list(range(8))
+        async with db.transaction():
+            assert await db.fetch_val("SELECT 2") == 2
+        assert await released(db)
+
+
+async def test_a_restart_while_the_pool_is_idle_is_invisible_to_callers(
+    database_url: str, server: Server
+) -> None:
+    async with Database(database_url, min_size=4, max_size=4) as db:
+        await asyncio.gather(*(db.fetch_val("SELECT 1") for _ in range(4)))
+        assert db.pool_stats.idle == 4
+        await server.stop()
+        await server.start()
+        # Every pooled connection died with the old server; none reaches a caller.
+        results = await asyncio.gather(*(db.fetch_val("SELECT :n", {"n": n}) for n in range(8)))
+        assert results == list(range(8))
+        assert await released(db)
+
+
+async def test_a_transaction_open_across_a_restart_fails_and_the_next_one_works(
+    database_url: str, server: Server
+) -> None:
+    async with Database(database_url, min_size=1, max_size=2) as db:
+        with pytest.raises(OperationalError):
+            async with db.transaction():
+                assert await db.fetch_val("SELECT 1") == 1
+                await server.stop()
+                await server.start()
+                await within(HANG, db.fetch_val("SELECT 1"))
+        # The rollback on exit did not hang, and no connection was kept.
+        assert await released(db)
+        async with db.transaction():
+            assert await db.fetch_val("SELECT 3") == 3
+        assert await db.fetch_val("SELECT 4") == 4
+
+
+async def test_connect_fails_fast_while_down_and_works_once_the_server_is_back(
+    database_url: str, server: Server
+) -> None:
+    await server.stop()
+    db = Database(database_url, min_size=2)
+    exc = await fails_fast(db.connect)
+    assert "127.0.0.1" in str(exc)
+    assert not db.is_connected
+    await server.start()
+    # The same Database object connects once the server is up.
+    await within(HANG, db.connect())
+    try:
+        assert await db.fetch_val("SELECT 5") == 5
+    finally:
+        await db.disconnect()
+
+
+async def test_disconnect_while_the_server_is_down_does_not_hang(
+    database_url: str, server: Server
+) -> None:
+    db = Database(database_url, min_size=3, max_size=3)
+    await db.connect()
+    assert await db.fetch_val("SELECT 1") == 1
+    await server.stop()
+    await within(HANG, db.disconnect())
+    assert not db.is_connected

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import loops
-from .config import BACKENDS, FULL, QUICK, Sizes, backend_config
+from .config import BACKENDS, FULL, QUICK, WORKLOADS, Sizes, backend_config
 from .contenders import NAMES
 from .environment import environment
 from .memory import run_memory
@@ -45,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated subset of: "
         + ",".join(NAMES)
         + " ('raw' names each backend's raw driver; default all)",
+    )
+    parser.add_argument(
+        "--workloads",
+        type=_list,
+        default=list(WORKLOADS),
+        help="comma-separated subset of " + ",".join(WORKLOADS) + " (default all)",
     )
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5, quick 1)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: for CI")
@@ -78,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.backends) - set(BACKENDS)
     if unknown:
         parser.error(f"unknown backends {sorted(unknown)}: choose from {', '.join(BACKENDS)}")
+    if unknown := set(args.workloads) - set(WORKLOADS):
+        parser.error(f"unknown workloads {sorted(unknown)}: choose from {', '.join(WORKLOADS)}")
     if args.contenders is not None:
         known = {*NAMES, "raw"}
         if unknown := set(args.contenders) - known:
@@ -97,14 +105,19 @@ def _sizes(args: argparse.Namespace) -> Sizes:
 
 
 async def _timing(
-    backends: list[str], sizes: Sizes, names: set[str] | None, loop: str, scratch: str
+    backends: list[str],
+    sizes: Sizes,
+    names: set[str] | None,
+    workloads: list[str],
+    loop: str,
+    scratch: str,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     env = environment(loop)
     runs: dict[str, Any] = {}
     for name in backends:
         backend = backend_config(name, scratch)
-        run: BackendRun = await run_backend(backend, sizes, names)
+        run: BackendRun = await run_backend(backend, sizes, names, workloads)
         runs[name] = run.as_dict(backend.describe())
     return {
         "environment": env,
@@ -143,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         markdown = "## Memory\n\n" + summary(section, True) + "\n" + memory_tables(section, True)
     else:
         with tempfile.TemporaryDirectory(prefix="dbaccess-bench-") as scratch:
-            section = loops.run(_timing(args.backends, sizes, names, args.loop, scratch), args.loop)
+            section = loops.run(
+                _timing(args.backends, sizes, names, args.workloads, args.loop, scratch), args.loop
+            )
         write_json(args.json, "timing", section)
         text = timing_tables(section, stat=args.stat)
         markdown = (

@@ -9,6 +9,7 @@ import gc
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,14 +169,17 @@ class _Session:
 
 
 async def run_backend(
-    backend: BackendConfig, sizes: Sizes, names: set[str] | None = None
+    backend: BackendConfig,
+    sizes: Sizes,
+    names: set[str] | None = None,
+    workloads: Sequence[str] = WORKLOADS,
 ) -> BackendRun:
-    """Prepare ``backend``, run every workload for every contender over the rounds,
-    then drop the tables. Failures are recorded in the cells, never raised."""
+    """Prepare ``backend``, run each of ``workloads`` for every contender over the
+    rounds, then drop the tables. Failures are recorded in the cells, never raised."""
     started = time.perf_counter()
     classes = for_backend(backend, names)
     run = BackendRun(backend.name, RAW[backend.name], [cls.name for cls in classes])
-    run.cells = {w: {cls.name: Cell() for cls in classes} for w in WORKLOADS}
+    run.cells = {w: {cls.name: Cell() for cls in classes} for w in workloads}
     if backend.name == "postgresql" and (missing := node_missing()) is not None:
         run.notes.append(f"Node.js columns skipped: {missing}")
     try:
@@ -193,7 +197,7 @@ async def run_backend(
         for cls in classes:
             await session.start(cls)
         for round_index in range(sizes.rounds):
-            for workload in WORKLOADS:
+            for workload in workloads:
                 names_now = run.contenders
                 shift = round_index % len(names_now) if names_now else 0
                 for name in names_now[shift:] + names_now[:shift]:

@@ -28,7 +28,7 @@ from sqlalchemy.sql.compiler import Compiled, SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import BindParameter, TextClause
 from sqlalchemy.sql.expression import Executable
-from sqlalchemy.types import NullType
+from sqlalchemy.types import BigInteger, NullType, TypeEngine
 
 from .errors import InterfaceError, ProgrammingError
 from .processors import Processor, bind_processor, result_processor
@@ -209,7 +209,9 @@ class Compiler:
         binds: list[BindParameter[Any]] = []
         for name, value in values.items():
             in_list = _in_list(name)
-            if not isinstance(value, (list, tuple)) or not in_list.search(sql):
+            if self._arrays and _kind(value) in _POSTGRES_RAW_TYPES:
+                binds.append(bindparam(name, value, type_=_POSTGRES_RAW_TYPES[_kind(value)]()))
+            elif not isinstance(value, (list, tuple)) or not in_list.search(sql):
                 binds.append(bindparam(name, value))
             elif self._arrays:
                 # PostgreSQL compares with an array parameter: one statement for every
@@ -380,10 +382,26 @@ def _with_defaults(
     return filled
 
 
+#: The kind of an integer that does not fit in 32 bits.
+_BIG_INT = "bigint"
+
+#: Raw SQL on PostgreSQL: the type a parameter is cast to, where SQLAlchemy's guess from
+#: the Python value would be wrong. No cast for strings: the server infers their type
+#: from where they go (json, uuid, inet, an enum...), as raw asyncpg lets it. BIGINT for
+#: integers beyond 32 bits, which `::INTEGER` refuses (smaller ones keep `::INTEGER`,
+#: which functions taking an int4, such as pg_terminate_backend(), need).
+_POSTGRES_RAW_TYPES: dict[Any, Callable[[], TypeEngine[Any]]] = {
+    str: NullType,
+    _BIG_INT: BigInteger,
+}
+
+
 def _kind(value: Any) -> Any:
     kind = type(value)
     if kind is list or kind is tuple:
         return (kind, type(value[0]) if value else None)
+    if kind is int and not -0x80000000 <= value <= 0x7FFFFFFF:
+        return _BIG_INT
     return kind
 
 

@@ -93,7 +93,18 @@ _TIMEOUT = (
 )
 
 
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+_LOST = (
+    "the connection to the server was lost (it was closed by the server between two "
+    "statements); leave the block: the next one gets a new connection"
+)
 
 
 def _rowcount(status: str) -> int:
@@ -121,6 +132,17 @@ class PostgresConnection(BackendConnection):
     def is_closed(self) -> bool:
         return bool(self._conn.is_closed())
 
+    def _failed(self, exc: Exception) -> DBAccessError:
+        """The dbaccess error for a driver error on this connection."""
+        if isinstance(exc, asyncpg.InternalClientError):
+            # asyncpg's protocol state is lost. Seen when the server's FATAL message
+            # (pg_terminate_backend, shutdown) arrives while the connection is idle and
+            # a statement is sent before the socket's close is read: the connection can
+            # never be used again, so close it now and the pool will drop it.
+            self._conn.terminate()
+            return translate(exc, OperationalError, _LOST)
+        return _translate(exc)
+
     async def fetch(self, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
         try:
             if limit == 1:
@@ -131,7 +153,7 @@ class PostgresConnection(BackendConnection):
                 if limit is not None:
                     rows = rows[:limit]
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
         return rows, (tuple(rows[0].keys()) if rows else ())
 
     async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
@@ -142,14 +164,14 @@ class PostgresConnection(BackendConnection):
                 return Outcome(len(rows), None, rows, keys)
             status = await self._conn.execute(sql, *args)
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
         return Outcome(_rowcount(status), None, (), ())
 
     async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
         try:
             await self._conn.executemany(sql, many_args)
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
 
     async def stream(
         self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
@@ -162,12 +184,12 @@ class PostgresConnection(BackendConnection):
             try:
                 cursor = await self._conn.cursor(sql, *args)
             except _DRIVER_ERRORS as exc:
-                raise _translate(exc) from exc
+                raise self._failed(exc) from exc
             while True:
                 try:
                     rows = await cursor.fetch(chunk_size)
                 except _DRIVER_ERRORS as exc:
-                    raise _translate(exc) from exc
+                    raise self._failed(exc) from exc
                 if not rows:
                     break
                 yield rows, tuple(rows[0].keys())
@@ -190,7 +212,7 @@ class PostgresConnection(BackendConnection):
         try:
             status = await self._conn.execute("COMMIT")
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
         if status == "ROLLBACK":
             # PostgreSQL aborts a transaction at its first error and answers COMMIT by
             # rolling back; say so instead of letting the caller believe it committed.
@@ -206,13 +228,13 @@ class PostgresConnection(BackendConnection):
         try:
             await self._conn.execute(sql)
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
 
     async def close(self) -> None:
         try:
             await self._conn.close()
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
 
     def terminate(self) -> None:
         self._conn.terminate()

@@ -15,6 +15,7 @@ expressions by SQLAlchemy's cache key (the key its own compiled cache uses).
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
@@ -31,7 +32,7 @@ from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import BigInteger, NullType, TypeEngine
 
 from .errors import InterfaceError, ProgrammingError
-from .processors import Processor, bind_processor, result_processor
+from .processors import Processor, bind_processor, converter, result_processor
 from .record import ResultMeta
 
 __all__ = ["CompiledQuery", "Compiler", "Statement"]
@@ -47,15 +48,14 @@ class Statement:
 
     __slots__ = (
         "_metas",
+        "binder",
         "compiled",
         "defaults",
-        "direct",
         "expanding",
         "implicit_returning",
         "is_insert",
         "names",
         "pk_position",
-        "plain",
         "processors",
         "required",
         "result_columns",
@@ -71,7 +71,7 @@ class Statement:
         names: tuple[str, ...] = (),
         processors: tuple[Processor | None, ...] = (),
         expanding: bool = False,
-        direct: bool = True,
+        by_key: bool = True,
         required: frozenset[str] = frozenset(),
         defaults: tuple[tuple[str, Any], ...] = (),
         returns_rows: bool = False,
@@ -86,13 +86,13 @@ class Statement:
         self.names = names
         self.processors = processors
         self.expanding = expanding
-        #: Every argument is a value the caller gave, by name (no literals to merge in).
-        self.direct = direct
         self.required = required
         #: Python-side column defaults (insert) and onupdate values (update), by key.
         self.defaults = defaults
-        #: The arguments are the caller's values in order, untouched: the fast path.
-        self.plain = direct and not expanding and not defaults and not any(processors)
+        #: values -> arguments, when each parameter takes the caller's value of its own
+        #: name (converted by its type): the fast path, which raises KeyError when a
+        #: name has no value (then SQLAlchemy binds it: a literal, or an error).
+        self.binder = _binder(names, processors) if by_key and not expanding else None
         self.returns_rows = returns_rows
         self.is_insert = is_insert
         #: True when RETURNING was added by SQLAlchemy to report the new primary key.
@@ -164,10 +164,21 @@ class Compiler:
                 f"not {type(many_values).__name__}"
             )
         batches: list[tuple[str, list[Sequence[Any]]]] = []
+        batch: list[Sequence[Any]] = []
         shape: tuple[str, ...] | None = None
         statement: Statement | None = None
         extracted: Sequence[BindParameter[Any]] | None = None
+        # The fast path for rows with the keys of the row that compiled the statement:
+        # the binder of a Core statement whose parameters are exactly those keys.
+        same_keys: Callable[[Mapping[str, Any]], Sequence[Any]] | None = None
+        width = 0
         for values in many_values:
+            if same_keys is not None and type(values) is dict and len(values) == width:
+                try:
+                    batch.append(same_keys(values))
+                    continue
+                except KeyError:
+                    pass  # other keys than the statement's: compiled below
             values = _check_values(values)
             if type(query) is str:
                 # Raw SQL converts values by their Python types: look up each row's shape.
@@ -175,10 +186,16 @@ class Compiler:
             elif statement is None or tuple(values) != shape:
                 shape = tuple(values)
                 statement, extracted = self._core_statement(query, values)
+                # A row of as many keys that has a value for every parameter has
+                # exactly these keys (nothing unknown to report, no default to apply).
+                exact = not statement.defaults and set(statement.names) == set(shape)
+                same_keys = statement.binder if exact else None
+                width = len(shape)
             sql, args = _bind(statement, values, extracted)
             if not batches or batches[-1][0] != sql:  # new keys, or an IN list of new length
-                batches.append((sql, []))
-            batches[-1][1].append(args)
+                batch = []
+                batches.append((sql, batch))
+            batch.append(args)
         return batches
 
     def _remember(
@@ -244,7 +261,9 @@ class Compiler:
         cache_key = generate() if generate is not None else None
         if cache_key is None:  # DDL, or a construct SQLAlchemy does not cache
             return self._compile_core(query, values, column_keys, None), None
-        key = (cache_key.key, column_keys)
+        # The names of the values too: compiling checks them, so an unknown name is
+        # refused on every call, not only on the first.
+        key = (cache_key.key, column_keys or tuple(values))
         statement = self._core_cache.get(key)
         if statement is None:
             statement = self._compile_core(query, values, column_keys, cache_key)
@@ -330,8 +349,8 @@ class Compiler:
             names=names,
             processors=tuple(bind_processor(binds[name].type, dialect) for name in names),
             expanding=expanding,
-            # text() parameters all come from the values: no need to ask SQLAlchemy.
-            direct=isinstance(clause, TextClause) and set(names) <= set(values),
+            # Parameters named by their own key take the caller's value of that name.
+            by_key=all(binds[name].key == name for name in names),
             required=frozenset(n for n in names if binds[n].required),
             defaults=(
                 *((c.key, c.default) for c in compiled.insert_prefetch),
@@ -422,37 +441,56 @@ def _check_values(values: Any) -> Mapping[str, Any]:
     return values
 
 
+def _binder(
+    names: tuple[str, ...], processors: tuple[Processor | None, ...]
+) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
+    """values -> the arguments for parameters ``names``, converted by ``processors``."""
+    if not names:
+        return lambda values: ()
+    get: Callable[[Mapping[str, Any]], Any] = operator.itemgetter(*names)
+    if len(names) == 1:
+        (name,) = names
+
+        def get(values: Mapping[str, Any]) -> tuple[Any, ...]:
+            return (values[name],)
+
+    pairs = [(position, process) for position, process in enumerate(processors) if process]
+    if not pairs:
+        return get
+    convert = converter(pairs)
+    return lambda values: convert(get(values))
+
+
 def _bind(
     statement: Statement,
     values: Mapping[str, Any],
     extracted: Sequence[BindParameter[Any]] | None,
 ) -> tuple[str, Sequence[Any]]:
-    if statement.plain:
-        try:
-            return statement.sql, [values[name] for name in statement.names]
-        except KeyError:
-            pass  # reported below
     if statement.defaults:
         values = _with_defaults(statement.defaults, values)
+    if statement.binder is not None:
+        try:
+            return statement.sql, statement.binder(values)
+        except KeyError:
+            pass  # a parameter without a value: a literal of the query, or an error
     missing = statement.required - values.keys()
     if missing:
         raise ProgrammingError(f"missing value for parameter {_names(set(missing))}")
     processors = statement.processors
-    if statement.direct and not statement.expanding:
-        return statement.sql, [
-            value if process is None else process(value)
-            for value, process in zip(map(values.__getitem__, statement.names), processors)
-        ]
     compiled = statement.compiled
     assert isinstance(compiled, SQLCompiler)  # only SQL statements take parameters
     try:
-        params = compiled.construct_params(values, extracted_parameters=extracted)
+        # Unescaped names: the ones positiontup holds (a column named "a b" is
+        # escaped to "a_b" in SQLAlchemy's own parameter dict).
+        params = compiled.construct_params(
+            values, extracted_parameters=extracted, escape_names=False
+        )
         if not statement.expanding:
             return statement.sql, [
                 params[name] if process is None else process(params[name])
                 for name, process in zip(statement.names, processors)
             ]
-        state = compiled.construct_expanded_state(params)
+        state = compiled.construct_expanded_state(params, escape_names=False)
     except sa_exc.InvalidRequestError as exc:
         raise ProgrammingError(str(exc)) from exc
     by_name = dict(zip(statement.names, processors))

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import datetime
 import decimal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import types as sqltypes
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine.interfaces import Dialect
 
-__all__ = ["Processor", "bind_processor", "result_processor"]
+__all__ = ["Processor", "bind_processor", "converter", "result_processor"]
 
 Processor = Callable[[Any], Any]
 
@@ -35,7 +36,9 @@ _UTC = datetime.timezone.utc
 def bind_processor(type_: sqltypes.TypeEngine[Any], dialect: Dialect) -> Processor | None:
     """Return the function that turns a Python value into a driver value, or None."""
     impl = type_.dialect_impl(dialect)
-    process = impl.bind_processor(dialect)
+    process: Processor | None = impl.bind_processor(dialect)
+    if process is not None and _is_sqlite_datetime(impl):
+        process = _iso_datetime(process)
     if _stores_naive_utc(type_, dialect):
         return _chain(_to_naive_utc, process)
     return process
@@ -55,6 +58,75 @@ def result_processor(type_: sqltypes.TypeEngine[Any], dialect: Dialect) -> Proce
     if _stores_naive_utc(type_, dialect):
         return _chain(process, _to_aware_utc)
     return process
+
+
+def converter(
+    pairs: Sequence[tuple[int, Processor]],
+) -> Callable[[Sequence[Any]], list[Any]]:
+    """A function that copies a row (or a tuple of arguments) into a list, applying
+    each processor to the value at its position."""
+    # One or two converted values are the common case (a datetime, a boolean, a JSON
+    # document): written out, they convert a row about a third faster than the loop.
+    if len(pairs) == 1:
+        ((first, process),) = pairs
+
+        def convert_one(row: Sequence[Any]) -> list[Any]:
+            values = list(row)
+            values[first] = process(values[first])
+            return values
+
+        return convert_one
+    if len(pairs) == 2:
+        (first, process_first), (second, process_second) = pairs
+
+        def convert_two(row: Sequence[Any]) -> list[Any]:
+            values = list(row)
+            values[first] = process_first(values[first])
+            values[second] = process_second(values[second])
+            return values
+
+        return convert_two
+
+    def convert(row: Sequence[Any]) -> list[Any]:
+        values = list(row)
+        for position, process in pairs:
+            values[position] = process(values[position])
+        return values
+
+    return convert
+
+
+_PROBE = datetime.datetime(2001, 2, 3, 4, 5, 6, 7)
+
+
+def _is_sqlite_datetime(impl: sqltypes.TypeEngine[Any]) -> bool:
+    # SQLite's own DATETIME, not a subclass that writes its text another way.
+    return (
+        isinstance(impl, sqlite.DATETIME)
+        and type(impl).bind_processor is sqlite.DATETIME.bind_processor
+    )
+
+
+def _iso_datetime(process: Processor) -> Processor:
+    """SQLite stores datetimes as text, which SQLAlchemy writes with a %-format of a dict
+    (about 1.6 µs a value). When its output is ISO 8601 with microseconds (the default
+    storage format; the probe checks it), ``datetime.isoformat`` writes the same text in
+    a third of the time; the dialect's own function handles every other value (dates,
+    aware datetimes) and every other storage format."""
+    try:
+        iso = process(_PROBE) == _PROBE.isoformat(" ", "microseconds")
+    except Exception:  # a processor that cannot take a datetime: leave it alone
+        iso = False
+    if not iso:
+        return process
+    datetime_type = datetime.datetime
+
+    def to_iso_text(value: Any) -> Any:
+        if type(value) is datetime_type and value.tzinfo is None:
+            return value.isoformat(" ", "microseconds")
+        return process(value)
+
+    return to_iso_text
 
 
 def _stores_naive_utc(type_: sqltypes.TypeEngine[Any], dialect: Dialect) -> bool:

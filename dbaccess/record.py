@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .errors import InterfaceError
-from .processors import Processor
+from .processors import Processor, converter
 
 __all__ = ["Record", "ResultMeta"]
 
@@ -49,7 +49,7 @@ class ResultMeta:
             if processor is not None
         )
         #: Apply the column types' result processors to one driver row.
-        self.convert = _converter(self.processors)
+        self.convert = converter(self.processors)
 
     def make(self, row: Sequence[Any]) -> Record:
         """Wrap a driver row; its values are converted when the row is first read."""
@@ -59,38 +59,6 @@ class ResultMeta:
         if self.processors:
             return [Record(self, row, None) for row in rows]
         return [Record(self, row, row) for row in rows]
-
-
-def _converter(pairs: tuple[tuple[int, Processor], ...]) -> Callable[[Sequence[Any]], list[Any]]:
-    # One or two converted columns are the common case (a datetime, a boolean, a JSON
-    # document): written out, they convert a row about a third faster than the loop.
-    if len(pairs) == 1:
-        ((first, process),) = pairs
-
-        def convert_one(row: Sequence[Any]) -> list[Any]:
-            values = list(row)
-            values[first] = process(values[first])
-            return values
-
-        return convert_one
-    if len(pairs) == 2:
-        (first, process_first), (second, process_second) = pairs
-
-        def convert_two(row: Sequence[Any]) -> list[Any]:
-            values = list(row)
-            values[first] = process_first(values[first])
-            values[second] = process_second(values[second])
-            return values
-
-        return convert_two
-
-    def convert(row: Sequence[Any]) -> list[Any]:
-        values = list(row)
-        for position, process in pairs:
-            values[position] = process(values[position])
-        return values
-
-    return convert
 
 
 class Record(Mapping[str, Any]):

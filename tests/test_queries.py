@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from dbaccess import Database, ExecuteResult, IntegrityError, InterfaceError, ProgrammingError
+from dbaccess import (
+    Database,
+    DatabaseError,
+    ExecuteResult,
+    IntegrityError,
+    InterfaceError,
+    ProgrammingError,
+)
 
 from .conftest import notes, users
 
@@ -217,6 +224,119 @@ async def test_python_side_column_defaults_apply(db: Database) -> None:
         await db.execute(sa.schema.DropTable(table))
 
 
+# -- execute_many of a Core insert: rows bound straight from their keys ------------
+
+
+async def test_execute_many_core_rows_of_the_same_keys_in_any_order(db: Database) -> None:
+    rows: list[dict[str, object]] = [
+        {"text": f"n{i}", "completed": i % 3 == 0}
+        if i % 2
+        else {"completed": False, "text": f"n{i}"}
+        for i in range(300)
+    ]
+    await db.execute_many(notes.insert(), rows)
+    found = await db.fetch_all(sa.select(notes.c.text, notes.c.completed).order_by(notes.c.id))
+    assert [(r.text, r.completed) for r in found] == [(r["text"], r["completed"]) for r in rows]
+
+
+async def test_execute_many_refuses_an_unknown_key_in_a_later_row(db: Database) -> None:
+    good = [{"text": "a", "completed": True}, {"text": "b", "completed": False}]
+    for bad in (
+        {"text": "c", "completed": True, "nope": 1},  # one key more
+        {"text": "c", "nope": 1},  # as many keys, one of them unknown
+    ):
+        with pytest.raises(ProgrammingError, match="'nope'"):
+            await db.execute_many(notes.insert(), [*good, bad])
+    assert await db.fetch_val("SELECT count(*) FROM dbaccess_notes") == 0
+    assert db.pool_stats.in_use == 0
+
+
+async def test_execute_many_row_missing_a_key_without_default(db: Database) -> None:
+    # `text` is NOT NULL
+    rows: list[dict[str, object]] = [{"text": "a", "completed": True}, {"completed": False}]
+    # The second row compiles to an INSERT without `text`, which the database refuses
+    # (MariaDB's strict mode reports it as error 1364, an OperationalError).
+    with pytest.raises(DatabaseError):
+        await db.execute_many(notes.insert(), rows)
+    assert await db.fetch_val("SELECT count(*) FROM dbaccess_notes") == 0
+
+
+async def test_execute_many_core_applies_defaults_to_every_row(db: Database) -> None:
+    counter = iter(range(1, 1000))
+    table = sa.Table(
+        "dbaccess_bulk_defaults",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("n", sa.Integer, nullable=False),
+        sa.Column("scalar", sa.Integer, default=7),
+        sa.Column("serial", sa.Integer, default=lambda: next(counter)),
+        sa.Column("twice", sa.Integer, default=lambda ctx: ctx.get_current_parameters()["n"] * 2),
+    )
+    await db.execute(sa.schema.CreateTable(table))
+    try:
+        await db.execute_many(
+            table.insert(), [*({"n": n} for n in range(5)), {"n": 5, "scalar": 0, "serial": 0}]
+        )
+        rows = await db.fetch_all(
+            sa.select(table.c.n, table.c.scalar, table.c.serial, table.c.twice).order_by(table.c.id)
+        )
+        assert [tuple(r.values()) for r in rows] == [
+            (0, 7, 1, 0),
+            (1, 7, 2, 2),
+            (2, 7, 3, 4),
+            (3, 7, 4, 6),
+            (4, 7, 5, 8),
+            (5, 0, 0, 10),
+        ]
+    finally:
+        await db.execute(sa.schema.DropTable(table))
+
+
+async def test_columns_whose_names_need_quoting(db: Database) -> None:
+    """A column named with a space or a percent sign binds under its own name."""
+    table = sa.Table(
+        "dbaccess_odd_names",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("a b", sa.String(20)),
+        sa.Column("x%y", sa.Integer, key="xy"),
+    )
+    await db.execute(sa.schema.CreateTable(table))
+    try:
+        await db.execute(table.insert(), {"id": 1, "a b": "one", "xy": 1})
+        await db.execute_many(
+            table.insert(), [{"id": 2, "a b": "two", "xy": 2}, {"id": 3, "a b": "three"}]
+        )
+        await db.execute(table.update().where(table.c.id == 3), {"xy": 3})
+        query = sa.select(table.c.id).where(table.c["a b"] == sa.bindparam("a b"))
+        assert await db.fetch_val(query, {"a b": "two"}) == 2
+        where = sa.select(table.c["a b"]).where(table.c.xy == 3)
+        assert await db.fetch_val(where) == "three"
+        rows = await db.fetch_all(sa.select(table).order_by(table.c.id))
+        assert [(r[0], r["a b"], r[2]) for r in rows] == [
+            (1, "one", 1),
+            (2, "two", 2),
+            (3, "three", 3),
+        ]
+    finally:
+        await db.execute(sa.schema.DropTable(table))
+
+
+async def test_core_parameters_without_values_take_their_literals(db: Database) -> None:
+    """A statement that mixes bindparam() names and literals: the values fill the first,
+    the query itself the second, and a bindparam() without a value is refused."""
+    await add_notes(db, "a", "b", "c")
+    query = sa.select(notes.c.text).where(notes.c.text != sa.bindparam("skip"), notes.c.text != "c")
+    assert await db.fetch_all(query, {"skip": "a"}) == [("b",)]
+    with pytest.raises(ProgrammingError, match="'skip'"):
+        await db.fetch_all(query)
+    update = (
+        notes.update().where(notes.c.text == sa.bindparam("old")).values(text=sa.bindparam("new"))
+    )
+    await db.execute(update, {"old": "a", "new": "z"})
+    assert await db.fetch_val(sa.select(notes.c.text).order_by(notes.c.id)) == "z"
+
+
 async def test_execute_many_is_atomic(db: Database) -> None:
     await db.execute(users.insert(), {"name": "taken"})
     with pytest.raises(IntegrityError):
@@ -252,3 +372,15 @@ async def test_unknown_parameter_is_refused_before_the_database(db: Database) ->
     with pytest.raises(ProgrammingError, match="'id'"):
         await db.fetch_all("SELECT * FROM dbaccess_notes WHERE id = :id")
     assert db.pool_stats.in_use == 0
+
+
+async def test_unknown_parameter_of_a_core_query_is_refused_every_time(db: Database) -> None:
+    def query() -> sa.Select[tuple[str]]:
+        return sa.select(notes.c.text).where(notes.c.id == sa.bindparam("id"))
+
+    assert await db.fetch_all(query(), {"id": 1}) == []  # compiled and cached
+    for _ in range(2):
+        with pytest.raises(ProgrammingError, match="'nope'"):
+            await db.fetch_all(query(), {"id": 1, "nope": 2})
+    with pytest.raises(ProgrammingError, match="'nope'"):
+        await db.execute(notes.insert(), {"text": "x", "nope": 2})

@@ -215,6 +215,31 @@ async def test_aware_datetime_keeps_its_instant(db: Database) -> None:
     assert found == 2
 
 
+async def test_naive_datetimes_bound_one_at_a_time_and_in_bulk_read_back_equal(
+    db: Database, dialect: str
+) -> None:
+    """Whole seconds and microseconds, early years and late, come back as written and
+    find their row (SQLite stores them as text)."""
+    values = [
+        datetime.datetime(2024, 2, 29, 13, 14, 15),
+        datetime.datetime(2024, 2, 29, 13, 14, 16, 1),
+        datetime.datetime(1000, 1, 1, 0, 0, 0, 999999),
+        datetime.datetime(9999, 12, 31, 23, 59, 59, 123456),
+    ]
+    if dialect == "mysql":  # a DATETIME column without a precision keeps whole seconds
+        values = [value.replace(microsecond=0) for value in values]
+    await db.execute(everything.insert(), {"id": 1, "naive": values[0]})
+    await db.execute_many(
+        everything.insert(), [{"id": i, "naive": v} for i, v in enumerate(values[1:], start=2)]
+    )
+    rows = await db.fetch_all(sa.select(everything.c.naive).order_by(everything.c.id))
+    for row, expected in zip(rows, values, strict=True):
+        assert_same(row["naive"], expected, "naive")
+    for i, value in enumerate(values, start=1):
+        found = await db.fetch_val(sa.select(everything.c.id).where(everything.c.naive == value))
+        assert found == i
+
+
 # -- execute_many, fetch_all ---------------------------------------------------------
 
 

@@ -75,18 +75,16 @@ async def server(dialect: str) -> AsyncIterator[Server]:
 async def fails_fast(call: Callable[[], Awaitable[Any]]) -> OperationalError:
     """Run ``call``, which must raise OperationalError, and not hang doing so."""
     try:
-        async with asyncio.timeout(HANG):
-            await call()
+        await asyncio.wait_for(call(), HANG)
     except OperationalError as exc:
         return exc
-    except TimeoutError:
+    except asyncio.TimeoutError:
         pytest.fail(f"hung for {HANG} s instead of failing fast")
     pytest.fail("succeeded with the server stopped")
 
 
 async def within(seconds: float, awaitable: Awaitable[T]) -> T:
-    async with asyncio.timeout(seconds):
-        return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 async def test_calls_fail_fast_while_the_server_is_down_then_recover(

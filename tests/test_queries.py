@@ -3,6 +3,8 @@ expressions and raw SQL, on every backend."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -12,6 +14,7 @@ from dbaccess import (
     ExecuteResult,
     IntegrityError,
     InterfaceError,
+    OperationalError,
     ProgrammingError,
 )
 
@@ -384,3 +387,68 @@ async def test_unknown_parameter_of_a_core_query_is_refused_every_time(db: Datab
             await db.fetch_all(query(), {"id": 1, "nope": 2})
     with pytest.raises(ProgrammingError, match="'nope'"):
         await db.execute(notes.insert(), {"text": "x", "nope": 2})
+
+
+# -- transactions that run few statements ---------------------------------------------
+# (SQLite runs a transaction's BEGIN with its first statement, in one call to the
+# connection's thread: these are the edges of that.)
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+async def test_transactions_without_statements_end_cleanly(db: Database, readonly: bool) -> None:
+    async with db.connection() as conn:
+        async with conn.transaction(readonly=readonly):
+            pass
+        transaction = await conn.transaction(readonly=readonly)
+        await transaction.rollback()
+        # Neither left a transaction open or the connection read-only.
+        await conn.execute(notes.insert(), {"text": "after", "completed": False})
+    assert await db.fetch_val(sa.select(sa.func.count()).select_from(notes)) == 1
+
+
+async def test_first_statement_of_a_transaction_of_each_kind(db: Database) -> None:
+    """The first statement may be a query, a statement, a bulk insert or a stream."""
+    await add_notes(db, "a")
+    async with db.transaction():
+        assert [row.text async for row in db.iterate(sa.select(notes.c.text))] == ["a"]
+    async with db.transaction():
+        await db.execute_many(notes.insert(), [{"text": "b", "completed": True}])
+    async with db.transaction():
+        assert await db.fetch_val(sa.select(sa.func.count()).select_from(notes)) == 2
+    async with db.transaction(force_rollback=True):
+        await db.execute(notes.delete())
+    assert await db.fetch_val(sa.select(sa.func.count()).select_from(notes)) == 2
+
+
+async def test_read_only_transaction_refuses_its_first_write(db: Database) -> None:
+    with pytest.raises(DatabaseError):
+        async with db.transaction(readonly=True):
+            await db.execute(notes.insert(), {"text": "x", "completed": False})
+    await db.execute(notes.insert(), {"text": "y", "completed": False})  # writable again
+    assert await db.fetch_val(sa.select(notes.c.text)) == "y"
+
+
+async def test_sqlite_transaction_that_cannot_begin(dialect: str, tmp_path: Path) -> None:
+    """BEGIN IMMEDIATE waits for another writer's lock up to the busy timeout; when it
+    gives up, the first statement reports it, and the transaction cannot commit."""
+    if dialect != "sqlite":
+        pytest.skip("SQLite's write lock")
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    async with Database(url) as holder, Database(url, busy_timeout=0.05) as other:
+        await holder.execute(sa.schema.CreateTable(notes))
+        async with holder.transaction():
+            await holder.execute(notes.insert(), {"text": "held", "completed": False})
+            async with other.connection() as conn:
+                transaction = await conn.transaction()
+                with pytest.raises(OperationalError, match="locked"):
+                    await conn.execute(notes.insert(), {"text": "x", "completed": False})
+                with pytest.raises(OperationalError, match="never began"):
+                    await transaction.commit()
+            with pytest.raises(OperationalError, match="locked"):
+                async with other.transaction():
+                    await other.execute(notes.insert(), {"text": "x", "completed": False})
+        async with other.transaction():  # the lock is free again
+            await other.execute(notes.insert(), {"text": "later", "completed": False})
+        texts = await other.fetch_all(sa.select(notes.c.text).order_by(notes.c.id))
+        assert [row.text for row in texts] == ["held", "later"]
+        assert other.pool_stats.in_use == 0

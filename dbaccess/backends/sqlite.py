@@ -8,7 +8,8 @@ shared by every connection of the pool (SQLite's ``memdb`` VFS); it lives until
 
 aiosqlite runs every sqlite3 call in the connection's own thread, and each call is a
 round trip between threads. dbaccess runs a whole statement (execute, read the rows,
-close the cursor) as one call, where aiosqlite's public cursor API takes three.
+close the cursor) as one call, where aiosqlite's public cursor API takes three, and runs
+a transaction's BEGIN in the same call as its first statement.
 """
 
 from __future__ import annotations
@@ -130,6 +131,22 @@ def _run(db: sqlite3.Connection, sql: str) -> None:
     db.execute(sql).close()
 
 
+def _nothing(db: sqlite3.Connection) -> None:
+    return None
+
+
+_QUERY_ONLY_ON = "PRAGMA query_only = ON"
+
+
+def _begun(
+    db: sqlite3.Connection, begin: tuple[str, ...], function: Callable[..., _T], *args: Any
+) -> _T:
+    """Begin the transaction, then run ``function``: both in one call."""
+    for sql in begin:
+        db.execute(sql).close()
+    return function(db, *args)
+
+
 # aiosqlite runs each call in its connection's thread through Connection._execute(),
 # the one method all its public ones share (since 0.11). Running a whole statement in
 # one call takes one thread hop instead of three; should a later aiosqlite drop it,
@@ -160,7 +177,16 @@ async def _multi_hop(conn: aiosqlite.Connection, function: Callable[..., _T], *a
 
 
 class SQLiteConnection(BackendConnection):
-    __slots__ = ("_closed", "_conn", "_deadline", "_query_only", "_stopping", "_timeout")
+    __slots__ = (
+        "_begin",
+        "_closed",
+        "_conn",
+        "_deadline",
+        "_never_began",
+        "_query_only",
+        "_stopping",
+        "_timeout",
+    )
 
     def __init__(
         self,
@@ -178,6 +204,12 @@ class SQLiteConnection(BackendConnection):
         self._stopping = stopping
         self._closed = False
         self._query_only = False
+        #: The BEGIN of a transaction, not run yet: it runs with the transaction's first
+        #: statement, in the same call to the connection's thread (one hop, not two).
+        self._begin: tuple[str, ...] = ()
+        #: That BEGIN failed (SQLITE_BUSY after the busy timeout, say): there is no
+        #: transaction to roll back, and none to commit.
+        self._never_began = False
 
     @property
     def raw(self) -> aiosqlite.Connection:
@@ -185,7 +217,7 @@ class SQLiteConnection(BackendConnection):
 
     @property
     def in_transaction(self) -> bool:
-        return bool(self._conn.in_transaction)
+        return bool(self._begin) or bool(self._conn.in_transaction)
 
     @property
     def is_closed(self) -> bool:
@@ -211,6 +243,19 @@ class SQLiteConnection(BackendConnection):
 
     async def _in_thread(self, function: Callable[..., _T], *args: Any) -> _T:
         """Run ``function(sqlite3_connection, *args)`` in the connection's thread."""
+        begin = self._begin
+        if begin:
+            self._begin = ()
+            if _QUERY_ONLY_ON in begin:
+                self._query_only = True  # reset by _end, whether or not it ran
+            try:
+                return await self._call(_begun, begin, function, *args)
+            except DBAccessError:
+                self._never_began = not self._conn.in_transaction
+                raise
+        return await self._call(function, *args)
+
+    async def _call(self, function: Callable[..., _T], *args: Any) -> _T:
         self._arm()
         try:
             if _ONE_HOP:
@@ -219,6 +264,10 @@ class SQLiteConnection(BackendConnection):
                     function, self._conn._conn, *args
                 )
                 return result
+            if function is _begun:
+                begin, function, *args = args  # type: ignore[assignment]
+                for sql in begin:
+                    await _multi_hop(self._conn, _run, sql)
             return await _multi_hop(self._conn, function, *args)
         except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
@@ -238,6 +287,8 @@ class SQLiteConnection(BackendConnection):
     async def stream(
         self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
     ) -> AsyncGenerator[Rows, None]:
+        if self._begin:  # the cursor below is opened outside _in_thread: begin first
+            await self._in_thread(_nothing)
         self._arm()
         try:
             cursor = await self._conn.execute(sql, args)
@@ -260,10 +311,8 @@ class SQLiteConnection(BackendConnection):
     async def begin(self, mode: TransactionMode) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads
         # and then writes can fail at once with SQLITE_BUSY, the busy timeout unused.
-        await self.run("BEGIN DEFERRED" if mode.readonly else "BEGIN IMMEDIATE")
-        if mode.readonly:
-            await self.run("PRAGMA query_only = ON")
-            self._query_only = True
+        self._never_began = False
+        self._begin = ("BEGIN DEFERRED", _QUERY_ONLY_ON) if mode.readonly else ("BEGIN IMMEDIATE",)
 
     async def commit(self) -> None:
         await self._end("COMMIT")
@@ -272,6 +321,16 @@ class SQLiteConnection(BackendConnection):
         await self._end("ROLLBACK")
 
     async def _end(self, sql: str) -> None:
+        if self._begin or self._never_began:
+            # No statement ran (nothing to end), or the BEGIN itself failed.
+            never_began = self._never_began
+            self._begin, self._never_began = (), False
+            if never_began and sql == "COMMIT":
+                raise OperationalError(
+                    "cannot commit: the transaction never began (its BEGIN failed with "
+                    "the first statement's error)"
+                )
+            return
         try:
             await self.run(sql)
         finally:

@@ -39,6 +39,8 @@ def bind_processor(type_: sqltypes.TypeEngine[Any], dialect: Dialect) -> Process
     process: Processor | None = impl.bind_processor(dialect)
     if process is not None and _is_sqlite_datetime(impl):
         process = _iso_datetime(process)
+    elif process is not None and type(impl).bind_processor is sqltypes.Boolean.bind_processor:
+        process = _known_booleans(process)
     if _stores_naive_utc(type_, dialect):
         return _chain(_to_naive_utc, process)
     return process
@@ -127,6 +129,21 @@ def _iso_datetime(process: Processor) -> Processor:
         return process(value)
 
     return to_iso_text
+
+
+def _known_booleans(process: Processor) -> Processor:
+    """SQLAlchemy's Boolean checks and converts each value in two Python calls (about
+    0.3 µs); True and False, nearly every value bound, convert the same every time."""
+    as_true, as_false = process(True), process(False)
+
+    def to_driver(value: Any) -> Any:
+        if value is True:
+            return as_true
+        if value is False:
+            return as_false
+        return process(value)  # None, 0 and 1, and the values the type refuses
+
+    return to_driver
 
 
 def _stores_naive_utc(type_: sqltypes.TypeEngine[Any], dialect: Dialect) -> bool:

@@ -240,6 +240,24 @@ async def test_naive_datetimes_bound_one_at_a_time_and_in_bulk_read_back_equal(
         assert found == i
 
 
+async def test_boolean_takes_bools_none_and_zero_or_one_only(db: Database) -> None:
+    values = [True, False, None, 1, 0]
+    await db.execute(everything.insert(), {"id": 1, "boolean": values[0]})
+    await db.execute_many(
+        everything.insert(),
+        [{"id": i, "boolean": v} for i, v in enumerate(values[1:], start=2)],
+    )
+    rows = await db.fetch_all(sa.select(everything.c.boolean).order_by(everything.c.id))
+    assert [row.boolean for row in rows] == [True, False, None, True, False]
+    assert [type(row.boolean) for row in rows] == [bool, bool, type(None), bool, bool]
+    # SQLAlchemy's Boolean refuses anything else before it reaches the database.
+    with pytest.raises(ValueError):
+        await db.execute(everything.insert(), {"id": 9, "boolean": 2})
+    with pytest.raises(TypeError):
+        await db.execute_many(everything.insert(), [{"id": 9, "boolean": "yes"}])
+    assert await db.fetch_val(sa.select(sa.func.count()).select_from(everything)) == 5
+
+
 # -- execute_many, fetch_all ---------------------------------------------------------
 
 

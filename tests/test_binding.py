@@ -21,8 +21,6 @@ from hypothesis import strategies as st
 
 from dbaccess import Database
 
-pytestmark = pytest.mark.slow
-
 values = sa.Table(
     "dbaccess_bound",
     sa.MetaData(),

@@ -116,8 +116,6 @@ async def transfer(
     committing = False
     try:
         async with db.transaction():
-            if dialect in CONNECTION_ID:
-                ledger.connection_ids.add(await db.fetch_val(CONNECTION_ID[dialect]))
             # Rows are locked in id order, so transfers never deadlock one another.
             for account, delta in sorted([(source, -amount), (target, amount)]):
                 await db.execute(
@@ -125,6 +123,8 @@ async def transfer(
                     .where(accounts.c.id == account)
                     .values(balance=accounts.c.balance + delta)
                 )
+            if dialect in CONNECTION_ID:
+                ledger.connection_ids.add(await db.fetch_val(CONNECTION_ID[dialect]))
             await db.execute(
                 transfers.insert(),
                 {"id": transfer_id, "source": source, "target": target, "amount": amount},

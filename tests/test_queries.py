@@ -420,6 +420,19 @@ async def test_first_statement_of_a_transaction_of_each_kind(db: Database) -> No
     assert await db.fetch_val(sa.select(sa.func.count()).select_from(notes)) == 2
 
 
+async def test_failing_first_statement_of_a_transaction(db: Database) -> None:
+    with pytest.raises(ProgrammingError):
+        async with db.transaction():
+            await db.execute("INSERT INTO dbaccess_nowhere (x) VALUES (1)")
+    with pytest.raises(ProgrammingError):
+        async with db.transaction():
+            await db.fetch_all("SELEC 1")
+    async with db.connection() as conn:  # no transaction left open on the connection
+        await conn.execute(notes.insert(), {"text": "after", "completed": False})
+    assert await db.fetch_val(sa.select(notes.c.text)) == "after"
+    assert db.pool_stats.in_use == 0
+
+
 async def test_read_only_transaction_refuses_its_first_write(db: Database) -> None:
     with pytest.raises(DatabaseError):
         async with db.transaction(readonly=True):

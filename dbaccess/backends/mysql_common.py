@@ -1,7 +1,8 @@
 """What the aiomysql and asyncmy backends share: MySQL and MariaDB.
 
-Connections run in autocommit mode (dbaccess issues START TRANSACTION itself) with
-the FOUND_ROWS flag, so ``rowcount`` counts matched rows as on PostgreSQL and SQLite.
+Connections run in autocommit mode (dbaccess issues START TRANSACTION itself, in the
+same query as the transaction's first statement) with the FOUND_ROWS flag, so
+``rowcount`` counts matched rows as on PostgreSQL and SQLite.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class MySQLDriver:
 
 
 class MySQLConnection(BackendConnection):
-    __slots__ = ("_conn", "_driver", "_translate")
+    __slots__ = ("_begin", "_conn", "_driver", "_translate")
 
     def __init__(
         self, conn: Any, driver: type[MySQLDriver], translate: Callable[[Exception], DBAccessError]
@@ -105,6 +106,22 @@ class MySQLConnection(BackendConnection):
         self._conn = conn
         self._driver = driver
         self._translate = translate
+        #: The statements that begin a transaction, not sent yet: they go with the
+        #: transaction's first statement, in the same query (one round trip, not two).
+        self._begin: tuple[str, ...] = ()
+
+    async def _execute(self, cursor: Any, sql: str, args: Sequence[Any]) -> None:
+        """Run ``sql`` on ``cursor``, after the pending BEGIN when there is one."""
+        begin = self._begin
+        if not begin:
+            await cursor.execute(sql, args)
+            return
+        self._begin = ()
+        # One multi-statement query (both drivers enable it); the cursor is left on the
+        # result of ``sql`` (an error in it is raised by nextset()).
+        await cursor.execute("; ".join((*begin, sql)), args)
+        for _ in begin:
+            await cursor.nextset()
 
     @property
     def raw(self) -> Any:
@@ -112,7 +129,7 @@ class MySQLConnection(BackendConnection):
 
     @property
     def in_transaction(self) -> bool:
-        return bool(self._conn.get_transaction_status())
+        return bool(self._begin) or bool(self._conn.get_transaction_status())
 
     @property
     def is_closed(self) -> bool:
@@ -122,7 +139,7 @@ class MySQLConnection(BackendConnection):
         try:
             cursor = await self._driver.cursor(self._conn)
             try:
-                await cursor.execute(sql, args)
+                await self._execute(cursor, sql, args)
                 if limit is None:
                     rows = await cursor.fetchall()
                 else:
@@ -138,7 +155,7 @@ class MySQLConnection(BackendConnection):
         try:
             cursor = await self._driver.cursor(self._conn)
             try:
-                await cursor.execute(sql, args)
+                await self._execute(cursor, sql, args)
                 rows = await cursor.fetchall() if returns_rows else ()
                 keys = [column[0] for column in cursor.description or ()]
                 rowcount, lastrowid = cursor.rowcount, cursor.lastrowid
@@ -149,6 +166,7 @@ class MySQLConnection(BackendConnection):
         return Outcome(rowcount, lastrowid or None, rows, keys)
 
     async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
+        await self._begin_now()  # executemany's multi-row rewrite needs the INSERT alone
         try:
             cursor = await self._driver.cursor(self._conn)
             try:
@@ -169,6 +187,7 @@ class MySQLConnection(BackendConnection):
             for start in range(0, len(rows), chunk_size):
                 yield rows[start : start + chunk_size], keys
             return
+        await self._begin_now()
         started = finished = False
         try:
             cursor = await self._driver.cursor(self._conn, self._driver.unbuffered_cursor)
@@ -191,14 +210,27 @@ class MySQLConnection(BackendConnection):
                 self.terminate()
 
     async def begin(self, mode: TransactionMode) -> None:
+        begin: tuple[str, ...] = (
+            "START TRANSACTION READ ONLY" if mode.readonly else "START TRANSACTION",
+        )
         if mode.isolation:
-            await self.run(f"SET TRANSACTION ISOLATION LEVEL {mode.isolation.upper()}")
-        await self.run("START TRANSACTION READ ONLY" if mode.readonly else "START TRANSACTION")
+            begin = (f"SET TRANSACTION ISOLATION LEVEL {mode.isolation.upper()}", *begin)
+        self._begin = begin
+
+    async def _begin_now(self) -> None:
+        if self._begin:
+            await self.execute("DO 0", (), False)  # sends the pending BEGIN with it
 
     async def commit(self) -> None:
+        if self._begin:  # no statement ran: nothing to commit
+            self._begin = ()
+            return
         await self.run("COMMIT")
 
     async def rollback(self) -> None:
+        if self._begin:
+            self._begin = ()
+            return
         await self.run("ROLLBACK")
 
     async def run(self, sql: str) -> None:

@@ -1,6 +1,8 @@
 """The server stops and starts again under a running application: while it is down,
 every call fails fast with OperationalError (no hang); once it is back, calls succeed
-again on fresh connections, with no action by the application.
+again on fresh connections, with no action by the application. A server that hangs
+(frozen: it keeps its connections open and answers nothing) fails calls after
+command_timeout and connect_timeout instead of hanging them.
 
 These tests stop and start the real local servers with `scripts/services`, so they run
 only when DBACCESS_TEST_RESTART=1 (CI sets it), and always start the server again.
@@ -55,6 +57,12 @@ class Server:
     async def start(self) -> None:
         await self._services("start")
 
+    async def freeze(self) -> None:
+        await self._services("freeze")
+
+    async def thaw(self) -> None:
+        await self._services("thaw")
+
 
 @pytest.fixture
 async def server(dialect: str) -> AsyncIterator[Server]:
@@ -69,6 +77,7 @@ async def server(dialect: str) -> AsyncIterator[Server]:
     try:
         yield server
     finally:
+        await server.thaw()
         await server.start()
 
 
@@ -184,3 +193,24 @@ async def test_disconnect_while_the_server_is_down_does_not_hang(
     await server.stop()
     await within(HANG, db.disconnect())
     assert not db.is_connected
+
+
+async def test_a_frozen_server_fails_calls_after_the_timeouts_then_recovers(
+    database_url: str, server: Server
+) -> None:
+    async with Database(
+        database_url, min_size=1, max_size=2, command_timeout=1, connect_timeout=1
+    ) as db:
+        assert await db.fetch_val("SELECT 1") == 1
+        await server.freeze()
+        try:
+            # On the pooled connection, which the frozen server keeps open.
+            await fails_fast(lambda: db.fetch_val("SELECT 1"))
+            # On a new connection, which the frozen server never answers.
+            await fails_fast(lambda: db.fetch_val("SELECT 1"))
+            assert db.pool_stats.in_use == 0
+        finally:
+            await server.thaw()
+        results = await asyncio.gather(*(db.fetch_val("SELECT :n", {"n": n}) for n in range(4)))
+        assert results == list(range(4))
+        assert await released(db)

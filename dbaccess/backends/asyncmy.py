@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncmy
+import asyncmy.connection
 import asyncmy.cursors
 import asyncmy.errors
 from asyncmy.constants import CLIENT
@@ -22,6 +23,12 @@ class _Asyncmy(MySQLDriver):
     connect = asyncmy.connect
     database_argument = "database"
     unbuffered_cursor = asyncmy.cursors.SSCursor
+
+    connection_class = asyncmy.connection.Connection
+
+    @staticmethod
+    async def handshake(conn: Any) -> None:
+        await conn.connect()
 
     @staticmethod
     async def cursor(conn: Any, cursor_class: type[Any] | None = None) -> Any:

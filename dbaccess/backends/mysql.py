@@ -21,6 +21,14 @@ class _Aiomysql(MySQLDriver):
     database_argument = "db"
     unbuffered_cursor = aiomysql.SSCursor
 
+    connection_class = aiomysql.Connection
+
+    @staticmethod
+    async def handshake(conn: Any) -> None:
+        # What aiomysql.connect() awaits after creating the Connection; dbaccess creates
+        # it itself so that it can close a connection whose handshake is interrupted.
+        await conn._connect()
+
     @staticmethod
     async def cursor(conn: Any, cursor_class: type[Any] | None = None) -> Any:
         return await (conn.cursor(cursor_class) if cursor_class else conn.cursor())

@@ -87,6 +87,13 @@ class MySQLDriver:
     database_argument: ClassVar[str]
     unbuffered_cursor: ClassVar[type[Any]]
 
+    #: The driver's connection class, and the coroutine method that opens one.
+    connection_class: ClassVar[type[Any]]
+
+    @staticmethod
+    async def handshake(conn: Any) -> None:
+        raise NotImplementedError
+
     @staticmethod
     async def cursor(conn: Any, cursor_class: type[Any] | None = None) -> Any:
         raise NotImplementedError
@@ -97,15 +104,29 @@ class MySQLDriver:
         raise NotImplementedError
 
 
+#: Seconds past command_timeout after which a server that has not answered is taken
+#: for hung, and the connection closed.
+SERVER_GRACE = 2.0
+
+
 class MySQLConnection(BackendConnection):
-    __slots__ = ("_begin", "_conn", "_driver", "_translate")
+    __slots__ = ("_answer_within", "_begin", "_conn", "_driver", "_hung", "_translate")
 
     def __init__(
-        self, conn: Any, driver: type[MySQLDriver], translate: Callable[[Exception], DBAccessError]
+        self,
+        conn: Any,
+        driver: type[MySQLDriver],
+        translate: Callable[[Exception], DBAccessError],
+        command_timeout: float | None = None,
     ) -> None:
         self._conn = conn
         self._driver = driver
         self._translate = translate
+        #: The server enforces command_timeout (max_statement_time), but a server that
+        #: hangs (frozen, or cut off by the network) answers nothing: past this many
+        #: seconds dbaccess stops waiting and closes the connection.
+        self._answer_within = None if command_timeout is None else command_timeout + SERVER_GRACE
+        self._hung = False
         #: The statements that begin a transaction, not sent yet: they go with the
         #: transaction's first statement, in the same query (one round trip, not two).
         self._begin: tuple[str, ...] = ()
@@ -135,7 +156,28 @@ class MySQLConnection(BackendConnection):
     def is_closed(self) -> bool:
         return self._driver.is_closed(self._conn)
 
+    def _watch(self) -> asyncio.TimerHandle | None:
+        """Start waiting for an answer: close the connection if none comes in time."""
+        if self._answer_within is None:
+            return None
+        return asyncio.get_running_loop().call_later(self._answer_within, self._no_answer)
+
+    def _no_answer(self) -> None:
+        self._hung = True
+        self.terminate()  # the pending read fails at once: the caller stops waiting
+
+    def _error(self, exc: Exception) -> DBAccessError:
+        if self._hung:
+            return translate(
+                exc,
+                OperationalError,
+                f"the server did not answer within command_timeout + {SERVER_GRACE:g} s "
+                f"({self._answer_within:g} s); the connection was closed",
+            )
+        return self._translate(exc)
+
     async def fetch(self, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
+        watch = self._watch()
         try:
             cursor = await self._driver.cursor(self._conn)
             try:
@@ -148,10 +190,14 @@ class MySQLConnection(BackendConnection):
             finally:
                 await cursor.close()
         except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
-            raise self._translate(exc) from exc
+            raise self._error(exc) from exc
+        finally:
+            if watch is not None:
+                watch.cancel()
         return rows, keys
 
     async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
+        watch = self._watch()
         try:
             cursor = await self._driver.cursor(self._conn)
             try:
@@ -162,7 +208,10 @@ class MySQLConnection(BackendConnection):
             finally:
                 await cursor.close()
         except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
-            raise self._translate(exc) from exc
+            raise self._error(exc) from exc
+        finally:
+            if watch is not None:
+                watch.cancel()
         return Outcome(rowcount, lastrowid or None, rows, keys)
 
     async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
@@ -246,6 +295,47 @@ class MySQLConnection(BackendConnection):
         self._conn.close()
 
 
+async def _open(
+    driver: type[MySQLDriver],
+    kwargs: dict[str, Any],
+    translate_error: Callable[[Exception], DBAccessError],
+) -> Any:
+    """Open a driver connection within connect_timeout, or close it.
+
+    The drivers bound the TCP connect alone: a server that accepts and never answers
+    (hung) would hold the handshake forever. A timer closes the connection instead,
+    which fails the pending read at once. (Not asyncio.wait_for(): the extra task it
+    runs the connect in can finish connecting while being cancelled, and the connection
+    would be lost unclosed.) Whatever interrupts the handshake, the connection is
+    closed here: aiomysql closes it only on Exception, not on cancellation.
+    """
+    timeout = kwargs["connect_timeout"]
+    conn = driver.connection_class(**kwargs)
+    expired = False
+
+    def give_up() -> None:
+        nonlocal expired
+        expired = True
+        conn.close()
+
+    timer = asyncio.get_running_loop().call_later(timeout, give_up)
+    try:
+        await driver.handshake(conn)
+    except BaseException as exc:
+        conn.close()
+        if not isinstance(exc, Exception):
+            raise  # cancelled: nothing to translate
+        if expired:
+            message = f"could not connect within connect_timeout={timeout:g} s"
+            raise translate(exc, OperationalError, message) from exc
+        if isinstance(exc, (driver.error, OSError, asyncio.TimeoutError)):
+            raise translate_error(exc) from exc
+        raise
+    finally:
+        timer.cancel()
+    return conn
+
+
 class MySQLBackendBase(Backend):
     """MySQL and MariaDB, whichever driver."""
 
@@ -318,11 +408,8 @@ class MySQLBackendBase(Backend):
             kwargs["unix_socket"] = options.backend["unix_socket"]
         if options.ssl is not None:
             kwargs["ssl"] = ssl_context(options.ssl)
-        try:
-            conn = await driver.connect(**kwargs)
-        except (driver.error, OSError, asyncio.TimeoutError) as exc:
-            raise self.translate_error(exc) from exc
-        connection = MySQLConnection(conn, driver, self.translate_error)
+        conn = await _open(driver, kwargs, self.translate_error)
+        connection = MySQLConnection(conn, driver, self.translate_error, options.command_timeout)
         if options.command_timeout is not None:
             try:
                 await connection.run(self._statement_timeout(conn, options.command_timeout))

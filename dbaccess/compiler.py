@@ -31,7 +31,7 @@ from sqlalchemy.sql.elements import BindParameter, TextClause
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import BigInteger, NullType, TypeEngine
 
-from .errors import InterfaceError, ProgrammingError
+from .errors import DataError, InterfaceError, ProgrammingError
 from .processors import Processor, bind_processor, converter, result_processor
 from .record import ResultMeta
 
@@ -179,6 +179,8 @@ class Compiler:
                     continue
                 except KeyError:
                     pass  # other keys than the statement's: compiled below
+                except (ValueError, TypeError):
+                    pass  # a value its type refuses: _bind below names it
             values = _check_values(values)
             if type(query) is str:
                 # Raw SQL converts values by their Python types: look up each row's shape.
@@ -473,6 +475,8 @@ def _bind(
             return statement.sql, statement.binder(values)
         except KeyError:
             pass  # a parameter without a value: a literal of the query, or an error
+        except (ValueError, TypeError) as exc:
+            raise _refused(statement, values, exc) from exc
     missing = statement.required - values.keys()
     if missing:
         raise ProgrammingError(f"missing value for parameter {_names(set(missing))}")
@@ -491,13 +495,27 @@ def _bind(
                 for name, process in zip(statement.names, processors)
             ]
         state = compiled.construct_expanded_state(params, escape_names=False)
+        by_name = dict(zip(statement.names, processors))
+        extra = state.processors
+        args = []
+        for name in state.positiontup or ():
+            value = state.parameters[name]
+            process = extra.get(name) or by_name.get(name)
+            args.append(value if process is None else process(value))
     except sa_exc.InvalidRequestError as exc:
         raise ProgrammingError(str(exc)) from exc
-    by_name = dict(zip(statement.names, processors))
-    extra = state.processors
-    args = []
-    for name in state.positiontup or ():
-        value = state.parameters[name]
-        process = extra.get(name) or by_name.get(name)
-        args.append(value if process is None else process(value))
+    except (ValueError, TypeError) as exc:
+        raise _refused(statement, values, exc) from exc
     return state.statement, args
+
+
+def _refused(statement: Statement, values: Mapping[str, Any], exc: Exception) -> DataError:
+    """The error for a value its parameter's type refuses, naming the parameter."""
+    for name, process in zip(statement.names, statement.processors):
+        if process is not None and name in values:
+            try:
+                process(values[name])
+            except (ValueError, TypeError):
+                kind = type(values[name]).__name__
+                return DataError(f"parameter {name!r} refuses its value (a {kind}): {exc}")
+    return DataError(f"cannot bind the values: {exc}")

@@ -258,8 +258,8 @@ async def test_execute_many_row_missing_a_key_without_default(db: Database) -> N
     # `text` is NOT NULL
     rows: list[dict[str, object]] = [{"text": "a", "completed": True}, {"completed": False}]
     # The second row compiles to an INSERT without `text`, which the database refuses
-    # (MariaDB's strict mode reports it as error 1364, an OperationalError).
-    with pytest.raises(DatabaseError):
+    # (MariaDB's strict mode reports it as error 1364: an IntegrityError, as elsewhere).
+    with pytest.raises(IntegrityError):
         await db.execute_many(notes.insert(), rows)
     assert await db.fetch_val("SELECT count(*) FROM dbaccess_notes") == 0
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dbaccess import Database, Record
+from dbaccess import Database, DataError, Record
 
 from .conftest import SAMPLE_VALUES, Mood, everything
 
@@ -250,11 +250,16 @@ async def test_boolean_takes_bools_none_and_zero_or_one_only(db: Database) -> No
     rows = await db.fetch_all(sa.select(everything.c.boolean).order_by(everything.c.id))
     assert [row.boolean for row in rows] == [True, False, None, True, False]
     assert [type(row.boolean) for row in rows] == [bool, bool, type(None), bool, bool]
-    # SQLAlchemy's Boolean refuses anything else before it reaches the database.
-    with pytest.raises(ValueError):
+    # SQLAlchemy's Boolean refuses anything else before it reaches the database: a
+    # DataError that names the parameter, whichever path bound it.
+    with pytest.raises(DataError, match="parameter 'boolean' refuses its value"):
         await db.execute(everything.insert(), {"id": 9, "boolean": 2})
-    with pytest.raises(TypeError):
+    with pytest.raises(DataError, match="parameter 'boolean' refuses its value"):
         await db.execute_many(everything.insert(), [{"id": 9, "boolean": "yes"}])
+    with pytest.raises(DataError, match="parameter 'boolean' refuses its value"):
+        await db.execute_many(
+            everything.insert(), [{"id": 9, "boolean": True}, {"id": 10, "boolean": 2}]
+        )
     assert await db.fetch_val(sa.select(sa.func.count()).select_from(everything)) == 5
 
 

@@ -47,6 +47,7 @@ _ERRNO_CLASSES: dict[int, type[DBAccessError]] = {
     1149: ProgrammingError,  # syntax error
     1305: ProgrammingError,  # function does not exist
     1048: IntegrityError,  # column cannot be null
+    1364: IntegrityError,  # NOT NULL column without a value and no default (strict mode)
     1062: IntegrityError,  # duplicate entry
     1451: IntegrityError,  # foreign key: row is referenced
     1452: IntegrityError,  # foreign key: no parent row

@@ -54,6 +54,12 @@ CONNECTION_ID = {
     "postgresql": "SELECT pg_backend_pid()",
     "mysql": "SELECT CONNECTION_ID()",
 }
+#: Which of the given server ids are connections to this database still open.
+ALIVE = {
+    "postgresql": "SELECT pid FROM pg_stat_activity "
+    "WHERE pid IN :ids AND datname = current_database()",
+    "mysql": "SELECT id FROM information_schema.processlist WHERE id IN :ids",
+}
 KILL = {
     # A pid can be reused by another process once its connection ended: only this
     # database's.
@@ -169,7 +175,14 @@ async def kill_connections(
         await asyncio.sleep(rng.uniform(0.02, 0.15))
         if not ledger.connection_ids:
             continue
-        pid = rng.choice(sorted(ledger.connection_ids))
+        # Most connections the soak pool ever had are gone (each cancelled statement
+        # closes one): choose among those still open.
+        rows = await admin.fetch_all(ALIVE[dialect], {"ids": sorted(ledger.connection_ids)})
+        alive = {row[0] for row in rows}
+        ledger.connection_ids &= alive
+        if not alive:
+            continue
+        pid = rng.choice(sorted(alive))
         try:
             killed = await admin.fetch_val(KILL[dialect], {"pid": pid})
         except DatabaseError:

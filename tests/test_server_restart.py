@@ -204,10 +204,14 @@ async def test_a_frozen_server_fails_calls_after_the_timeouts_then_recovers(
         assert await db.fetch_val("SELECT 1") == 1
         await server.freeze()
         try:
-            # On the pooled connection, which the frozen server keeps open.
-            await fails_fast(lambda: db.fetch_val("SELECT 1"))
-            # On a new connection, which the frozen server never answers.
-            await fails_fast(lambda: db.fetch_val("SELECT 1"))
+            on_pooled, on_new = await asyncio.gather(
+                # The first takes the pooled connection, which the frozen server keeps
+                # open; the second opens a new one, which it never answers.
+                fails_fast(lambda: db.fetch_val("SELECT 1")),
+                fails_fast(lambda: db.fetch_val("SELECT 2")),
+            )
+            assert "command_timeout" in str(on_pooled)
+            assert "connect_timeout" in str(on_new)
             assert db.pool_stats.in_use == 0
         finally:
             await server.thaw()

@@ -228,8 +228,9 @@ class Compiler:
         binds: list[BindParameter[Any]] = []
         for name, value in values.items():
             in_list = _in_list(name)
-            if self._arrays and _kind(value) in _POSTGRES_RAW_TYPES:
-                binds.append(bindparam(name, value, type_=_POSTGRES_RAW_TYPES[_kind(value)]()))
+            raw_type = _POSTGRES_RAW_TYPES.get(_kind(value)) if self._arrays else None
+            if raw_type is not None:
+                binds.append(bindparam(name, value, type_=raw_type()))
             elif not isinstance(value, (list, tuple)) or not in_list.search(sql):
                 binds.append(bindparam(name, value))
             elif self._arrays:

@@ -1,21 +1,37 @@
-"""Record: one result row, the same type on every backend."""
+"""Record: one result row, the same type on every backend.
+
+Rows are built and read in C (dbaccess/_record.c) where it was compiled at install,
+else by the same code in Python (dbaccess/_record_fallback.py); ``DBACCESS_PURE_PYTHON=1``
+chooses the Python one.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
-from itertools import repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InterfaceError
-from .processors import Processor, converter
+from .processors import Processor
+
+if TYPE_CHECKING or os.environ.get("DBACCESS_PURE_PYTHON"):
+    from ._record_fallback import MetaBase, RecordBase, make_all
+else:
+    try:
+        from ._record import MetaBase, RecordBase, make_all
+    except ImportError:  # not compiled (no C compiler at install): the same in Python
+        from ._record_fallback import MetaBase, RecordBase, make_all
 
 __all__ = ["Record", "ResultMeta"]
 
+#: True where rows are built and read in C.
+SPEEDUPS = RecordBase.__module__ == "dbaccess._record"
 
-class ResultMeta:
+
+class ResultMeta(MetaBase):
     """What every row of one result shares: column names, lookups and processors."""
 
-    __slots__ = ("convert", "index", "keys", "processors")
+    __slots__ = ("keys",)
 
     def __init__(
         self,
@@ -32,7 +48,7 @@ class ResultMeta:
             else:
                 index[key] = position
         for key in ambiguous:
-            # Not a position: indexing a row with None fails, and the slow path of
+            # Not a position: the read fails the fast lookup, and the slow path of
             # Record.__getitem__ then reports the name as ambiguous.
             index[key] = None
         # Columns of a Core query: `row[table.c.name]` finds the column by identity.
@@ -49,21 +65,17 @@ class ResultMeta:
             for position, processor in enumerate(processors[:width])
             if processor is not None
         )
-        #: Apply the column types' result processors to one driver row.
-        self.convert = converter(self.processors)
 
     def make(self, row: Sequence[Any]) -> Record:
         """Wrap a driver row; its values are converted when the row is first read."""
         return Record(self, row, None if self.processors else row)
 
     def make_all(self, rows: Sequence[Sequence[Any]]) -> list[Record]:
-        # map() calls Record without a Python loop around it: about 8% faster.
-        if self.processors:
-            return list(map(Record, repeat(self), rows, repeat(None)))
-        return list(map(Record, repeat(self), rows, rows))
+        """Wrap every driver row of a result."""
+        return make_all(Record, self, rows)
 
 
-class Record(Mapping[str, Any]):
+class Record(RecordBase, Mapping[str, Any]):
     """A result row.
 
     Read it as ``row["name"]``, ``row.name``, ``row[0]`` or ``row[table.c.name]``;
@@ -75,37 +87,16 @@ class Record(Mapping[str, Any]):
     once, when the row is first read: rows fetched and never read cost no conversion.
     """
 
-    # _raw: the driver's row; _values: the converted values, None until first read
-    # (the driver's row itself when no column needs converting).
-    __slots__ = ("_meta", "_raw", "_values")
+    # _meta, _raw (the driver's row) and _values (the converted values, None until the
+    # first read; the driver's row itself when no column needs converting) are slots of
+    # RecordBase, which also reads rows: `record[key]` and `_row()`.
+    __slots__ = ()
 
-    def __init__(self, meta: ResultMeta, raw: Sequence[Any], values: Sequence[Any] | None) -> None:
-        self._meta = meta
-        self._raw = raw
-        self._values = values
-
-    def _row(self) -> Sequence[Any]:
-        values = self._values
-        if values is None:
-            values = self._values = self._meta.convert(self._raw)
-            self._raw = values  # the driver's row is no longer needed
-        return values
+    _meta: ResultMeta
 
     @property
     def _mapping(self) -> Mapping[Any, Any]:
         return self
-
-    def __getitem__(self, key: Any) -> Any:
-        # The hot path of every read: one check, two C-level lookups. Anything
-        # unusual (an ambiguous name, a slice, a foreign column) fails one of the
-        # lookups and is handled by _slow_getitem.
-        values = self._values
-        if values is None:  # the first read: convert (written out, as it is hot)
-            values = self._values = self._raw = self._meta.convert(self._raw)
-        try:
-            return values[self._meta.index[key]]  # type: ignore[index]
-        except (KeyError, TypeError):
-            return self._slow_getitem(values, key)
 
     def _slow_getitem(self, values: Sequence[Any], key: Any) -> Any:
         if isinstance(key, slice):
@@ -129,6 +120,8 @@ class Record(Mapping[str, Any]):
         return values[position]
 
     def __getattr__(self, name: str) -> Any:
+        if name in _SLOTS:  # unset: a record made by __new__ alone holds no row
+            raise AttributeError(f"the Record holds no row ({name} is unset)")
         try:
             return self[name]
         except KeyError:
@@ -169,10 +162,13 @@ class Record(Mapping[str, Any]):
         fields = ", ".join(f"{key}={value!r}" for key, value in self.items())
         return f"<Record {fields}>"
 
-    def __getstate__(self) -> tuple[tuple[str, ...], tuple[Any, ...]]:
-        return self._meta.keys, tuple(self._row())
+    def __reduce__(self) -> tuple[Any, tuple[tuple[str, ...], tuple[Any, ...]]]:
+        # Names and converted values, whatever the protocol: a copy needs no meta.
+        return _unpickle, (self._meta.keys, tuple(self._row()))
 
-    def __setstate__(self, state: tuple[tuple[str, ...], tuple[Any, ...]]) -> None:
-        keys, values = state
-        self._meta = ResultMeta(keys)
-        self._raw = self._values = values
+
+_SLOTS = frozenset(("_meta", "_raw", "_values"))
+
+
+def _unpickle(keys: tuple[str, ...], values: tuple[Any, ...]) -> Record:
+    return ResultMeta(keys).make(values)

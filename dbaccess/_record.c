@@ -1,0 +1,449 @@
+/* The hot part of dbaccess/record.py in C: building rows and reading them.
+ *
+ * dbaccess/_record_fallback.py is the same in Python, used where this module could not
+ * be compiled (and typed: mypy reads it). record.py builds the public classes on top
+ * of whichever it imports.
+ *
+ * - MetaBase holds what the rows of one result share: `index` (a dict from every key a
+ *   row can be read by to its position, or to None for an ambiguous name) and
+ *   `processors` (a tuple of (position, function) pairs for the columns to convert).
+ * - RecordBase holds one row: its meta, the driver's row (`_raw`) and the converted
+ *   values (`_values`, None until the first read converts them).
+ * - make_all(cls, meta, rows) wraps a list of driver rows in one C loop.
+ *
+ * A read whose key is not in the index (a slice, a foreign column, an ambiguous or
+ * unknown name) is handed to the Python method _slow_getitem(values, key), which
+ * finds it or raises the right error.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *index;      /* dict */
+    PyObject *processors; /* tuple of (int, callable) */
+} MetaObject;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *meta;   /* a MetaObject, or NULL before __init__ / __setstate__ */
+    PyObject *raw;    /* the driver's row */
+    PyObject *values; /* the converted row, or None until the first read */
+} RecordObject;
+
+static PyTypeObject MetaType;
+static PyTypeObject RecordType;
+static PyObject *str_slow_getitem;
+
+/* ---- MetaBase ---------------------------------------------------------------------- */
+
+static int
+meta_traverse(MetaObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->index);
+    Py_VISIT(self->processors);
+    return 0;
+}
+
+static int
+meta_clear(MetaObject *self)
+{
+    Py_CLEAR(self->index);
+    Py_CLEAR(self->processors);
+    return 0;
+}
+
+static void
+meta_dealloc(MetaObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    meta_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+meta_get_index(MetaObject *self, void *closure)
+{
+    if (self->index == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "index");
+        return NULL;
+    }
+    return Py_NewRef(self->index);
+}
+
+static int
+meta_set_index(MetaObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL || !PyDict_CheckExact(value)) {
+        PyErr_SetString(PyExc_TypeError, "ResultMeta.index must be a dict");
+        return -1;
+    }
+    Py_XSETREF(self->index, Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *
+meta_get_processors(MetaObject *self, void *closure)
+{
+    if (self->processors == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "processors");
+        return NULL;
+    }
+    return Py_NewRef(self->processors);
+}
+
+static int
+meta_set_processors(MetaObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL || !PyTuple_CheckExact(value)) {
+        PyErr_SetString(PyExc_TypeError, "ResultMeta.processors must be a tuple");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(value); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(value, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyLong_CheckExact(PyTuple_GET_ITEM(pair, 0))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "ResultMeta.processors must hold (position, function) pairs");
+            return -1;
+        }
+    }
+    Py_XSETREF(self->processors, Py_NewRef(value));
+    return 0;
+}
+
+static PyGetSetDef meta_getset[] = {
+    {"index", (getter)meta_get_index, (setter)meta_set_index, NULL, NULL},
+    {"processors", (getter)meta_get_processors, (setter)meta_set_processors, NULL, NULL},
+    {NULL},
+};
+
+static PyTypeObject MetaType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dbaccess._record.MetaBase",
+    .tp_basicsize = sizeof(MetaObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "What every row of one result shares (the C base of ResultMeta).",
+    .tp_traverse = (traverseproc)meta_traverse,
+    .tp_clear = (inquiry)meta_clear,
+    .tp_dealloc = (destructor)meta_dealloc,
+    .tp_getset = meta_getset,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---- RecordBase -------------------------------------------------------------------- */
+
+static int
+record_traverse(RecordObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->meta);
+    Py_VISIT(self->raw);
+    Py_VISIT(self->values);
+    return 0;
+}
+
+static int
+record_clear(RecordObject *self)
+{
+    Py_CLEAR(self->meta);
+    Py_CLEAR(self->raw);
+    Py_CLEAR(self->values);
+    return 0;
+}
+
+static void
+record_dealloc(RecordObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    record_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+check_meta(PyObject *meta)
+{
+    if (!PyObject_TypeCheck(meta, &MetaType) || ((MetaObject *)meta)->index == NULL ||
+        ((MetaObject *)meta)->processors == NULL) {
+        PyErr_Format(PyExc_TypeError, "a Record's meta must be a ResultMeta, not %.100s",
+                     Py_TYPE(meta)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+record_set(RecordObject *self, PyObject *meta, PyObject *raw, PyObject *values)
+{
+    Py_XSETREF(self->meta, Py_NewRef(meta));
+    Py_XSETREF(self->raw, Py_NewRef(raw));
+    Py_XSETREF(self->values, Py_NewRef(values));
+}
+
+static int
+record_init(RecordObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"meta", "raw", "values", NULL};
+    PyObject *meta, *raw, *values;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO:Record", kwlist, &meta, &raw, &values)) {
+        return -1;
+    }
+    if (check_meta(meta) < 0) {
+        return -1;
+    }
+    record_set(self, meta, raw, values);
+    return 0;
+}
+
+/* Convert the driver's row by the meta's processors; return the values (borrowed). */
+static PyObject *
+record_convert(RecordObject *self)
+{
+    if (self->raw == NULL) {
+        PyErr_SetString(PyExc_TypeError, "the Record holds no row");
+        return NULL;
+    }
+    PyObject *values = PySequence_List(self->raw);
+    if (values == NULL) {
+        return NULL;
+    }
+    /* Held: a processor is Python code, which could replace the meta's processors. */
+    PyObject *processors = Py_NewRef(((MetaObject *)self->meta)->processors);
+    Py_ssize_t width = PyList_GET_SIZE(values);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(processors); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(processors, i);
+        Py_ssize_t position = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
+        if (position == -1 && PyErr_Occurred()) {
+            goto error;
+        }
+        if (position < 0 || position >= width) {
+            continue; /* a processor for a column this row does not have */
+        }
+        PyObject *converted =
+            PyObject_CallOneArg(PyTuple_GET_ITEM(pair, 1), PyList_GET_ITEM(values, position));
+        if (converted == NULL) {
+            goto error;
+        }
+        PyList_SetItem(values, position, converted); /* steals converted */
+    }
+    Py_DECREF(processors);
+    /* The driver's row is no longer needed: keep one reference, to the values. */
+    Py_XSETREF(self->raw, Py_NewRef(values));
+    Py_XSETREF(self->values, values);
+    return values;
+
+error:
+    Py_DECREF(processors);
+    Py_DECREF(values);
+    return NULL;
+}
+
+static PyObject *
+record_values(RecordObject *self)
+{
+    if (self->meta == NULL) { /* made by __new__ alone */
+        PyErr_SetString(PyExc_TypeError, "the Record holds no row");
+        return NULL;
+    }
+    PyObject *values = self->values;
+    if (values == NULL || values == Py_None) {
+        return record_convert(self);
+    }
+    return values;
+}
+
+static PyObject *
+record_subscript(RecordObject *self, PyObject *key)
+{
+    PyObject *values = record_values(self);
+    if (values == NULL) {
+        return NULL;
+    }
+    /* Held: looking the key up may run Python code (its __hash__ and __eq__). */
+    Py_INCREF(values);
+    PyObject *index = Py_NewRef(((MetaObject *)self->meta)->index);
+    PyObject *result = NULL;
+    PyObject *position = PyDict_GetItemWithError(index, key);
+    Py_ssize_t i = -1;
+    if (position != NULL && PyLong_CheckExact(position)) {
+        i = PyLong_AsSsize_t(position);
+    }
+    Py_DECREF(index); /* position is not read again */
+    if (i == -1 && PyErr_Occurred()) {
+        /* An unhashable key (a slice before Python 3.12, a list): the slow path says. */
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+            Py_DECREF(values);
+            return NULL;
+        }
+        PyErr_Clear();
+    }
+    else if (i >= 0) {
+        if (PyList_CheckExact(values)) {
+            if (i < PyList_GET_SIZE(values)) {
+                result = Py_NewRef(PyList_GET_ITEM(values, i));
+            }
+        }
+        else if (PyTuple_CheckExact(values)) {
+            if (i < PyTuple_GET_SIZE(values)) {
+                result = Py_NewRef(PyTuple_GET_ITEM(values, i));
+            }
+        }
+        else {
+            result = PySequence_GetItem(values, i);
+            Py_DECREF(values);
+            return result;
+        }
+    }
+    if (result == NULL) {
+        result = PyObject_CallMethodObjArgs((PyObject *)self, str_slow_getitem, values, key,
+                                            NULL);
+    }
+    Py_DECREF(values);
+    return result;
+}
+
+static PyObject *
+record_row(RecordObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *values = record_values(self);
+    return values == NULL ? NULL : Py_NewRef(values);
+}
+
+static PyObject *
+record_get_meta(RecordObject *self, void *closure)
+{
+    return Py_NewRef(self->meta == NULL ? Py_None : self->meta);
+}
+
+static int
+record_set_meta(RecordObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL || check_meta(value) < 0) {
+        if (value == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "a Record's meta cannot be deleted");
+        }
+        return -1;
+    }
+    Py_XSETREF(self->meta, Py_NewRef(value));
+    return 0;
+}
+
+static PyGetSetDef record_getset[] = {
+    {"_meta", (getter)record_get_meta, (setter)record_set_meta, NULL, NULL},
+    {NULL},
+};
+
+/* Unset (NULL) reads as None; the C code above treats a NULL row or values as unset. */
+static PyMemberDef record_members[] = {
+    {"_raw", T_OBJECT, offsetof(RecordObject, raw), 0, NULL},
+    {"_values", T_OBJECT, offsetof(RecordObject, values), 0, NULL},
+    {NULL},
+};
+
+static PyMethodDef record_methods[] = {
+    {"_row", (PyCFunction)record_row, METH_NOARGS,
+     "Return the converted values, converting the driver's row on first use."},
+    {NULL},
+};
+
+static PyMappingMethods record_as_mapping = {
+    .mp_subscript = (binaryfunc)record_subscript,
+};
+
+static PyTypeObject RecordType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dbaccess._record.RecordBase",
+    .tp_basicsize = sizeof(RecordObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One result row (the C base of Record).",
+    .tp_traverse = (traverseproc)record_traverse,
+    .tp_clear = (inquiry)record_clear,
+    .tp_dealloc = (destructor)record_dealloc,
+    .tp_as_mapping = &record_as_mapping,
+    .tp_methods = record_methods,
+    .tp_members = record_members,
+    .tp_getset = record_getset,
+    .tp_init = (initproc)record_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---- make_all ---------------------------------------------------------------------- */
+
+static PyObject *
+make_all(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "make_all(cls, meta, rows) takes 3 arguments");
+        return NULL;
+    }
+    PyObject *cls = args[0], *meta = args[1];
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &RecordType)) {
+        PyErr_SetString(PyExc_TypeError, "make_all() needs a subclass of RecordBase");
+        return NULL;
+    }
+    if (check_meta(meta) < 0) {
+        return NULL;
+    }
+    PyObject *rows = PySequence_Fast(args[2], "make_all() needs a sequence of rows");
+    if (rows == NULL) {
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    int converted = PyTuple_GET_SIZE(((MetaObject *)meta)->processors) == 0;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(rows);
+    PyObject **items = PySequence_Fast_ITEMS(rows);
+    PyObject *records = PyList_New(count);
+    if (records == NULL) {
+        Py_DECREF(rows);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        RecordObject *record = (RecordObject *)type->tp_alloc(type, 0);
+        if (record == NULL) {
+            Py_DECREF(records);
+            Py_DECREF(rows);
+            return NULL;
+        }
+        record_set(record, meta, items[i], converted ? items[i] : Py_None);
+        PyList_SET_ITEM(records, i, (PyObject *)record);
+    }
+    Py_DECREF(rows);
+    return records;
+}
+
+static PyMethodDef module_methods[] = {
+    {"make_all", (PyCFunction)(void (*)(void))make_all, METH_FASTCALL,
+     "Wrap each driver row of a result in a record of the given class."},
+    {NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "dbaccess._record",
+    .m_doc = "Result rows in C (see dbaccess/record.py).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__record(void)
+{
+    if (PyType_Ready(&MetaType) < 0 || PyType_Ready(&RecordType) < 0) {
+        return NULL;
+    }
+    str_slow_getitem = PyUnicode_InternFromString("_slow_getitem");
+    if (str_slow_getitem == NULL) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "MetaBase", (PyObject *)&MetaType) < 0 ||
+        PyModule_AddObjectRef(module, "RecordBase", (PyObject *)&RecordType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

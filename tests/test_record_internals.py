@@ -1,0 +1,86 @@
+"""The record type itself, without a database: what its C part (dbaccess/_record.c)
+must get right that no query shows, on whichever implementation is in use. CI runs
+these twice: with the C part, and with DBACCESS_PURE_PYTHON=1."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from typing import Any
+
+import pytest
+
+from dbaccess.record import SPEEDUPS, Record, ResultMeta
+
+from .conftest import IN_CI
+
+
+def test_the_c_part_is_built_on_ci() -> None:
+    if os.environ.get("DBACCESS_PURE_PYTHON"):
+        pytest.skip("DBACCESS_PURE_PYTHON=1 chooses the Python implementation")
+    if not IN_CI:
+        pytest.skip("only CI requires the C part (pip install -e . compiles it)")
+    assert SPEEDUPS, "dbaccess._record did not build or import: rows are read in Python"
+
+
+def test_reading_rows_holds_no_stray_references() -> None:
+    value, row = object(), ("text", 1)
+    value_refs, row_refs = sys.getrefcount(value), sys.getrefcount(row)
+    converted = ResultMeta(["a", "b"], [None, lambda v: (v, value)])
+    plain = ResultMeta(["a", "b"])
+    for _ in range(1000):
+        for meta in (converted, plain):
+            (record,) = meta.make_all([row])
+            assert record["a"] == record[0] == "text"
+            assert record._row()[0] == "text"
+            with pytest.raises(KeyError):
+                record["missing"]
+            with pytest.raises(IndexError):
+                record[2]
+            assert record[0:1] == ["text"] or record[0:1] == ("text",)
+    del record
+    gc.collect()
+    assert sys.getrefcount(value) == value_refs
+    assert sys.getrefcount(row) == row_refs
+
+
+def test_a_record_in_a_reference_cycle_is_collected() -> None:
+    collected: list[bool] = []
+
+    class Witness:
+        def __del__(self) -> None:
+            collected.append(True)
+
+    holder: list[Any] = [Witness()]
+    (record,) = ResultMeta(["holder"]).make_all([(holder,)])
+    holder.append(record)  # record -> row -> holder -> record
+    del holder, record
+    gc.collect()
+    assert collected == [True]
+
+
+def test_a_record_read_before_it_holds_a_row_fails_cleanly() -> None:
+    empty = Record.__new__(Record)
+    # The C part says TypeError; the Python one finds its slots unset.
+    expected = TypeError if SPEEDUPS else AttributeError
+    with pytest.raises(expected):
+        empty["a"]
+    with pytest.raises(expected):
+        empty._row()
+
+
+def test_a_record_refuses_a_meta_of_another_type() -> None:
+    with pytest.raises((TypeError, AttributeError)):
+        Record(object(), (1,), (1,))["a"]  # type: ignore[arg-type]
+
+
+def test_a_failing_conversion_propagates_and_the_row_stays_unconverted() -> None:
+    def refuse(value: Any) -> Any:
+        raise ValueError(f"cannot convert {value!r}")
+
+    (record,) = ResultMeta(["a"], [refuse]).make_all([("x",)])
+    for _ in range(2):  # the second read tries again rather than reading garbage
+        with pytest.raises(ValueError, match="cannot convert 'x'"):
+            record["a"]
+    assert record._raw == ("x",)

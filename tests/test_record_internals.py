@@ -60,6 +60,33 @@ def test_a_record_in_a_reference_cycle_is_collected() -> None:
     assert collected == [True]
 
 
+def test_a_record_in_a_cycle_made_through_a_converted_value_is_collected() -> None:
+    collected: list[bool] = []
+
+    class Witness:
+        def __del__(self) -> None:
+            collected.append(True)
+
+    # The driver's row holds only text; converting it makes a container (as JSON does).
+    (record,) = ResultMeta(["doc"], [lambda text: {"text": text}]).make_all([("{}",)])
+    record["doc"]["self"] = record  # record -> values -> dict -> record
+    record["doc"]["witness"] = Witness()
+    del record
+    gc.collect()
+    assert collected == [True]
+
+
+@pytest.mark.skipif(not SPEEDUPS, reason="the Python implementation leaves tracking to CPython")
+def test_records_of_plain_values_are_not_tracked_by_the_collector() -> None:
+    plain, nested = ResultMeta(["a", "b"]).make_all([("text", 1), ("text", [1])])
+    assert not gc.is_tracked(plain)
+    assert gc.is_tracked(nested)  # its list could lead back to it
+    (converted,) = ResultMeta(["a"], [lambda v: [v]]).make_all([("text",)])
+    assert not gc.is_tracked(converted)
+    assert converted["a"] == ["text"]
+    assert gc.is_tracked(converted)  # converting made a container
+
+
 def test_a_record_read_before_it_holds_a_row_fails_cleanly() -> None:
     empty = Record.__new__(Record)
     # The C part says TypeError; the Python one finds its slots unset.

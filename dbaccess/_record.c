@@ -15,8 +15,9 @@
  * unknown name) is handed to the Python method _slow_getitem(values, key), which
  * finds it or raises the right error.
  *
- * A record is left to the garbage collector only while one of its values is a
- * container (see track_if_needed).
+ * Records stay out of the garbage collector's way: make_all() builds them of a class
+ * the collector does not know (made by untracked_subclass) unless a value of the row
+ * is, or may become, a container; see holds_container.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -39,6 +40,7 @@ typedef struct {
 static PyTypeObject MetaType;
 static PyTypeObject RecordType;
 static PyObject *str_slow_getitem;
+static PyTypeObject *uuid_type; /* uuid.UUID */
 
 /* ---- MetaBase ---------------------------------------------------------------------- */
 
@@ -176,25 +178,26 @@ check_meta(PyObject *meta)
     return 0;
 }
 
-/* Whether the garbage collector tracks `value` or may come to (a list, a dict, even
- * one that holds only text for now), so that it could lead back to a record. Never
- * for strings, numbers, datetimes and None, nor a tuple CPython found to hold only
- * such values. */
+/* Whether `value` is, or may become, a container that could lead back to a record: a
+ * list, a dict (even one that holds only text for now), an object with attributes.
+ * Not strings, numbers, datetimes, None, a tuple CPython found to hold only such
+ * values, nor a UUID (immutable, though the collector knows its type). */
 static inline int
-is_tracked(PyObject *value)
+is_container(PyObject *value)
 {
-    return PyObject_IS_GC(value) && (!PyTuple_CheckExact(value) || PyObject_GC_IsTracked(value));
+    return PyObject_IS_GC(value) && (!PyTuple_CheckExact(value) || PyObject_GC_IsTracked(value)) &&
+           !PyObject_TypeCheck(value, uuid_type);
 }
 
-/* Whether any value of a row is tracked by the collector (a list from a PostgreSQL
- * array, a dict from JSON): an error counts as yes. */
+/* Whether any value of a driver's row is a container (a list from a PostgreSQL array,
+ * a Range): an error counts as yes. */
 static int
-holds_tracked(PyObject *row)
+holds_container(PyObject *row)
 {
     if (PyTuple_CheckExact(row) || PyList_CheckExact(row)) {
         PyObject **items = PySequence_Fast_ITEMS(row);
         for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(row); i++) {
-            if (is_tracked(items[i])) {
+            if (is_container(items[i])) {
                 return 1;
             }
         }
@@ -207,9 +210,9 @@ holds_tracked(PyObject *row)
             PyErr_Clear();
             return 1;
         }
-        int tracked = is_tracked(item);
+        int container = is_container(item);
         Py_DECREF(item);
-        if (tracked) {
+        if (container) {
             return 1;
         }
     }
@@ -220,33 +223,12 @@ holds_tracked(PyObject *row)
     return 0;
 }
 
-/* Leave the record to the collector only if it could be part of a reference cycle:
- * through its row or values, which are immutable unless one holds a container. As
- * CPython does for tuples of such values: an untracked record is never traversed by
- * a collection nor moved to an older generation (a result of 20,000 records
- * otherwise adds 20,000 objects to every collection while it is alive). */
-static void
-track_if_needed(RecordObject *self)
-{
-    PyObject *values = self->values;
-    if (holds_tracked(self->raw) ||
-        (values != NULL && values != Py_None && values != self->raw && holds_tracked(values))) {
-        if (!PyObject_GC_IsTracked((PyObject *)self)) {
-            PyObject_GC_Track(self);
-        }
-    }
-    else {
-        PyObject_GC_UnTrack(self);
-    }
-}
-
 static void
 record_set(RecordObject *self, PyObject *meta, PyObject *raw, PyObject *values)
 {
     Py_XSETREF(self->meta, Py_NewRef(meta));
     Py_XSETREF(self->raw, Py_NewRef(raw));
     Py_XSETREF(self->values, Py_NewRef(values));
-    track_if_needed(self);
 }
 
 static int
@@ -299,12 +281,6 @@ record_convert(RecordObject *self)
     /* The driver's row is no longer needed: keep one reference, to the values. */
     Py_XSETREF(self->raw, Py_NewRef(values));
     Py_XSETREF(self->values, values);
-    /* Converting may have made a container (a dict from JSON). If not, the list of
-     * values needs no tracking either: only this record holds it. */
-    track_if_needed(self);
-    if (!PyObject_GC_IsTracked((PyObject *)self)) {
-        PyObject_GC_UnTrack(values);
-    }
     return values;
 
 error:
@@ -420,26 +396,33 @@ static PyTypeObject RecordType = {
 
 /* ---- make_all ---------------------------------------------------------------------- */
 
+static int
+check_record_class(PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &RecordType)) {
+        PyErr_SetString(PyExc_TypeError, "make_all() needs subclasses of RecordBase");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 make_all(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "make_all(cls, meta, rows) takes 3 arguments");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "make_all(plain_cls, container_cls, meta, rows) takes 4 arguments");
         return NULL;
     }
-    PyObject *cls = args[0], *meta = args[1];
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &RecordType)) {
-        PyErr_SetString(PyExc_TypeError, "make_all() needs a subclass of RecordBase");
+    PyObject *plain = args[0], *containing = args[1], *meta = args[2];
+    if (check_record_class(plain) < 0 || check_record_class(containing) < 0 ||
+        check_meta(meta) < 0) {
         return NULL;
     }
-    if (check_meta(meta) < 0) {
-        return NULL;
-    }
-    PyObject *rows = PySequence_Fast(args[2], "make_all() needs a sequence of rows");
+    PyObject *rows = PySequence_Fast(args[3], "make_all() needs a sequence of rows");
     if (rows == NULL) {
         return NULL;
     }
-    PyTypeObject *type = (PyTypeObject *)cls;
     int converted = PyTuple_GET_SIZE(((MetaObject *)meta)->processors) == 0;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(rows);
     PyObject **items = PySequence_Fast_ITEMS(rows);
@@ -449,6 +432,10 @@ make_all(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
+        PyTypeObject *type = (PyTypeObject *)plain;
+        if (plain != containing && holds_container(items[i])) {
+            type = (PyTypeObject *)containing;
+        }
         RecordObject *record = (RecordObject *)type->tp_alloc(type, 0);
         if (record == NULL) {
             Py_DECREF(records);
@@ -462,9 +449,78 @@ make_all(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return records;
 }
 
+/* ---- untracked_subclass ------------------------------------------------------------ */
+
+/* The dealloc of the untracked class, and of its subclasses (which the collector does
+ * know, as CPython gives every class statement's class GC). */
+static void
+untracked_dealloc(RecordObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    if (PyObject_IS_GC((PyObject *)self)) {
+        PyObject_GC_UnTrack(self);
+    }
+    record_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type); /* a heap type's instances hold a reference to it */
+}
+
+static PyObject *
+untracked_subclass(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyUnicode_Check(args[1]) || check_record_class(args[0]) < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "untracked_subclass(base, qualified_name, doc)");
+        }
+        return NULL;
+    }
+    const char *name = PyUnicode_AsUTF8(args[1]);
+    if (name == NULL) {
+        return NULL;
+    }
+    PyType_Slot slots[] = {
+        {Py_tp_dealloc, untracked_dealloc},
+        /* A traverse function keeps PyType_Ready from making the class GC like its
+         * base; subclasses, which are GC, traverse the row through it. */
+        {Py_tp_traverse, record_traverse},
+        {Py_tp_clear, record_clear},
+        {Py_tp_free, PyObject_Free},
+        {0, NULL},
+    };
+    PyType_Spec spec = {
+        .name = name,
+        .basicsize = 0, /* the base's */
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+        .slots = slots,
+    };
+    PyObject *bases = PyTuple_Pack(1, args[0]);
+    if (bases == NULL) {
+        return NULL;
+    }
+    PyObject *type = PyType_FromSpecWithBases(&spec, bases);
+    Py_DECREF(bases);
+    if (type == NULL) {
+        return NULL;
+    }
+    if (PyType_IS_GC((PyTypeObject *)type)) {
+        Py_DECREF(type);
+        PyErr_SetString(PyExc_RuntimeError, "untracked_subclass() made a GC class");
+        return NULL;
+    }
+    if (PyObject_SetAttrString(type, "__doc__", args[2]) < 0) {
+        Py_DECREF(type);
+        return NULL;
+    }
+    return type;
+}
+
 static PyMethodDef module_methods[] = {
     {"make_all", (PyCFunction)(void (*)(void))make_all, METH_FASTCALL,
-     "Wrap each driver row of a result in a record of the given class."},
+     "Wrap each driver row in a record: of container_cls where the row holds a container, "
+     "else of plain_cls."},
+    {"untracked_subclass", (PyCFunction)(void (*)(void))untracked_subclass, METH_FASTCALL,
+     "Return a subclass of a RecordBase subclass whose instances the garbage collector "
+     "does not know."},
     {NULL},
 };
 
@@ -484,6 +540,19 @@ PyInit__record(void)
     }
     str_slow_getitem = PyUnicode_InternFromString("_slow_getitem");
     if (str_slow_getitem == NULL) {
+        return NULL;
+    }
+    PyObject *uuid = PyImport_ImportModule("uuid");
+    if (uuid == NULL) {
+        return NULL;
+    }
+    uuid_type = (PyTypeObject *)PyObject_GetAttrString(uuid, "UUID");
+    Py_DECREF(uuid);
+    if (uuid_type == NULL) {
+        return NULL;
+    }
+    if (!PyType_Check(uuid_type)) {
+        PyErr_SetString(PyExc_ImportError, "uuid.UUID is not a class");
         return NULL;
     }
     PyObject *module = PyModule_Create(&module_def);

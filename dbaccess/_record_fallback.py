@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from .processors import converter
 
-__all__ = ["MetaBase", "RecordBase", "make_all"]
+__all__ = ["MetaBase", "RecordBase", "make_all", "untracked_subclass"]
 
 _R = TypeVar("_R", bound="RecordBase")
 
@@ -61,8 +61,19 @@ class RecordBase:
         raise NotImplementedError  # Record defines it
 
 
-def make_all(cls: type[_R], meta: MetaBase, rows: Sequence[Sequence[Any]]) -> list[_R]:
+def make_all(
+    cls: type[_R], container_cls: type[_R], meta: MetaBase, rows: Sequence[Sequence[Any]]
+) -> list[_R]:
+    # Every class here is known to the garbage collector: container_cls, which the C
+    # version takes for rows holding a container, is not needed.
     # map() calls the class without a Python loop around it: about 8% faster.
     if meta.processors:
         return list(map(cls, repeat(meta), rows, repeat(None)))
     return list(map(cls, repeat(meta), rows, rows))
+
+
+def untracked_subclass(base: type[_R], name: str, doc: str | None) -> type[_R]:
+    # In C, a class whose instances the garbage collector does not know. Python cannot
+    # make one: this is a plain subclass.
+    module, _, qualname = name.rpartition(".")
+    return type(qualname, (base,), {"__slots__": (), "__module__": module, "__doc__": doc})

@@ -32,7 +32,13 @@ from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import BigInteger, NullType, TypeEngine
 
 from .errors import DataError, InterfaceError, ProgrammingError
-from .processors import Processor, bind_processor, converter, result_processor
+from .processors import (
+    Processor,
+    bind_processor,
+    converter,
+    result_processor,
+    returns_atoms,
+)
 from .record import ResultMeta
 
 __all__ = ["CompiledQuery", "Compiler", "Statement"]
@@ -58,6 +64,7 @@ class Statement:
         "pk_position",
         "processors",
         "required",
+        "result_atoms",
         "result_columns",
         "result_processors",
         "returns_rows",
@@ -80,6 +87,7 @@ class Statement:
         pk_position: int | None = None,
         result_columns: tuple[Any, ...] = (),
         result_processors: tuple[Processor | None, ...] = (),
+        result_atoms: bool = True,
     ) -> None:
         self.compiled = compiled
         self.sql: str = compiled.string
@@ -101,6 +109,8 @@ class Statement:
         self.pk_position = pk_position
         self.result_columns = result_columns
         self.result_processors = result_processors
+        #: Whether the result processors return only atoms (numbers, text, datetimes).
+        self.result_atoms = result_atoms
         self._metas: dict[Sequence[str], ResultMeta] = {}
 
     def meta(self, keys: Sequence[str]) -> ResultMeta:
@@ -111,7 +121,9 @@ class Statement:
             keys = tuple(keys)
             meta = self._metas.get(keys)
             if meta is None:
-                meta = ResultMeta(keys, self.result_processors, self.result_columns)
+                meta = ResultMeta(
+                    keys, self.result_processors, self.result_columns, atoms=self.result_atoms
+                )
                 self._metas[keys] = meta
             return meta
 
@@ -341,6 +353,7 @@ class Compiler:
             # SQLAlchemy skips keys that name no column: a misspelt one would vanish.
             columns_of_table = set(getattr(clause.table, "c", {}).keys())
             accepted |= set(column_keys) & columns_of_table
+        result_processors = tuple(result_processor(c.type, dialect) for c in columns)
         unknown = set(values) - accepted
         if unknown:
             raise ProgrammingError(
@@ -364,7 +377,8 @@ class Compiler:
             implicit_returning=implicit,
             pk_position=pk_position,
             result_columns=columns,
-            result_processors=tuple(result_processor(c.type, dialect) for c in columns),
+            result_processors=result_processors,
+            result_atoms=all(returns_atoms(column.type) for column in columns),
         )
 
 

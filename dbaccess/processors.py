@@ -26,7 +26,7 @@ from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine.interfaces import Dialect
 
-__all__ = ["Processor", "bind_processor", "converter", "result_processor"]
+__all__ = ["Processor", "bind_processor", "converter", "result_processor", "returns_atoms"]
 
 Processor = Callable[[Any], Any]
 
@@ -60,6 +60,37 @@ def result_processor(type_: sqltypes.TypeEngine[Any], dialect: Dialect) -> Proce
     if _stores_naive_utc(type_, dialect):
         return _chain(process, _to_aware_utc)
     return process
+
+
+#: Types whose result processors return atoms: values that hold no reference a cycle
+#: could run through (numbers, text, bytes, datetimes, UUIDs, None).
+_ATOMIC_TYPES = (
+    sqltypes.Boolean,
+    sqltypes.Date,
+    sqltypes.DateTime,
+    sqltypes.Integer,
+    sqltypes.Interval,
+    sqltypes.LargeBinary,
+    sqltypes.Numeric,
+    sqltypes.String,
+    sqltypes.Time,
+    sqltypes.Uuid,
+)
+
+
+def returns_atoms(type_: sqltypes.TypeEngine[Any]) -> bool:
+    """Whether the values of a column of this type come back as atoms (see record.py).
+
+    Not an Enum (its members are objects), a JSON or ARRAY type (the driver or the
+    processor makes dicts and lists), a TypeDecorator or any other type, whose values
+    may be containers. A column of no known type (raw SQL) counts as atoms: its values
+    are the driver's, which make_all() looks at one by one.
+    """
+    if isinstance(type_, sqltypes.NullType):
+        return True
+    return isinstance(type_, _ATOMIC_TYPES) and not isinstance(
+        type_, (sqltypes.Enum, sqltypes.TypeDecorator)
+    )
 
 
 def converter(

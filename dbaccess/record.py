@@ -15,12 +15,12 @@ from .errors import InterfaceError
 from .processors import Processor
 
 if TYPE_CHECKING or os.environ.get("DBACCESS_PURE_PYTHON"):
-    from ._record_fallback import MetaBase, RecordBase, make_all
+    from ._record_fallback import MetaBase, RecordBase, make_all, untracked_subclass
 else:
     try:
-        from ._record import MetaBase, RecordBase, make_all
+        from ._record import MetaBase, RecordBase, make_all, untracked_subclass
     except ImportError:  # not compiled (no C compiler at install): the same in Python
-        from ._record_fallback import MetaBase, RecordBase, make_all
+        from ._record_fallback import MetaBase, RecordBase, make_all, untracked_subclass
 
 __all__ = ["Record", "ResultMeta"]
 
@@ -31,14 +31,17 @@ SPEEDUPS = RecordBase.__module__ == "dbaccess._record"
 class ResultMeta(MetaBase):
     """What every row of one result shares: column names, lookups and processors."""
 
-    __slots__ = ("keys",)
+    __slots__ = ("_record_class", "keys")
 
     def __init__(
         self,
         keys: Sequence[str],
         processors: Sequence[Processor | None] = (),
         columns: Sequence[Any] = (),
+        *,
+        atoms: bool = True,
     ) -> None:
+        """``atoms``: whether the processors return only atoms (see record_class)."""
         self.keys = tuple(keys)
         index: dict[Any, int | None] = {}
         ambiguous: set[str] = set()
@@ -66,26 +69,32 @@ class ResultMeta(MetaBase):
             if processor is not None
         )
 
+        # A record is of a class the garbage collector does not see (allocating one per
+        # row otherwise triggers a full collection every few results) unless one of its
+        # values is or may become a container, through which a reference cycle could
+        # come back to it: make_all() looks at the driver's values, and here the
+        # processors say whether what they return can be one (a dict from JSON).
+        self._record_class = Record if atoms else ContainerRecord
+
     def make(self, row: Sequence[Any]) -> Record:
         """Wrap a driver row; its values are converted when the row is first read."""
-        return Record(self, row, None if self.processors else row)
+        return self.make_all((row,))[0]
 
     def make_all(self, rows: Sequence[Sequence[Any]]) -> list[Record]:
         """Wrap every driver row of a result."""
-        return make_all(Record, self, rows)
+        return make_all(self._record_class, ContainerRecord, self, rows)
 
 
-class Record(RecordBase, Mapping[str, Any]):
-    """A result row.
+if TYPE_CHECKING:
+    _Mapping = Mapping[str, Any]
+else:
+    # At run time Record is registered as a Mapping instead (end of module): ABCMeta
+    # as metaclass would keep untracked_subclass() from deriving from it.
+    _Mapping = object
 
-    Read it as ``row["name"]``, ``row.name``, ``row[0]`` or ``row[table.c.name]``;
-    ``row._mapping`` is a read-only mapping of column names to values, so
-    ``dict(row._mapping)`` (and ``dict(row)``) give a plain dict. Iterating a
-    record yields its column names, as in encode/databases.
 
-    Values are converted by their column types (JSON decoded, datetimes parsed...)
-    once, when the row is first read: rows fetched and never read cost no conversion.
-    """
+class _RecordMethods(RecordBase, _Mapping):
+    """What a record does beyond reading one value (RecordBase does that)."""
 
     # _meta, _raw (the driver's row) and _values (the converted values, None until the
     # first read; the driver's row itself when no column needs converting) are slots of
@@ -138,6 +147,12 @@ class Record(RecordBase, Mapping[str, Any]):
     def __contains__(self, key: object) -> bool:
         return type(key) is not int and key in self._meta.index
 
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
     def keys(self) -> Any:
         return dict.fromkeys(self._meta.keys).keys()
 
@@ -168,6 +183,41 @@ class Record(RecordBase, Mapping[str, Any]):
 
 
 _SLOTS = frozenset(("_meta", "_raw", "_values"))
+
+
+class Record(_RecordMethods):
+    """A result row.
+
+    Read it as ``row["name"]``, ``row.name``, ``row[0]`` or ``row[table.c.name]``;
+    ``row._mapping`` is a read-only mapping of column names to values, so
+    ``dict(row._mapping)`` (and ``dict(row)``) give a plain dict. Iterating a
+    record yields its column names, as in encode/databases.
+
+    Values are converted by their column types (JSON decoded, datetimes parsed...)
+    once, when the row is first read: rows fetched and never read cost no conversion.
+
+    A row whose values include a container (an array, a JSON document) is of the
+    subclass ContainerRecord; check rows with ``isinstance(row, Record)``.
+    """
+
+    __slots__ = ()
+
+
+if not TYPE_CHECKING:
+    # The same class, made in C so that the garbage collector does not know its
+    # instances (a class statement's class always has GC); see dbaccess/_record.c.
+    Record = untracked_subclass(_RecordMethods, f"{__name__}.Record", Record.__doc__)
+
+
+class ContainerRecord(Record):
+    """A record with a container among its values, which the garbage collector knows,
+    so that a reference cycle through one of its values is collected."""
+
+    __slots__ = ()
+
+
+# A read-only mapping of column names to values.
+Mapping.register(Record)
 
 
 def _unpickle(keys: tuple[str, ...], values: tuple[Any, ...]) -> Record:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections.abc
 import copy
+import gc
 import pickle
 from typing import Any, cast
 
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 import dbaccess
 from dbaccess import Database, InterfaceError, Record
+from dbaccess.record import SPEEDUPS, ContainerRecord
 
 from .conftest import SAMPLE_VALUES, everything, notes, users
 
@@ -283,6 +285,23 @@ async def test_one_record_type_on_every_backend(note: Record) -> None:
     assert type(note._mapping) is not dict  # a view of the row, not a copy
 
 
+async def test_rows_holding_a_container_are_container_records(db: Database) -> None:
+    # Records of plain values are of a class the garbage collector does not know;
+    # a value that is or may become a container (JSON, an enum member) needs it.
+    await db.execute(everything.insert(), {"id": 1, **SAMPLE_VALUES})
+    plain_columns = [everything.c[name] for name in ("id", "string", "naive", "boolean")]
+    plain = await db.fetch_one(sa.select(*plain_columns, everything.c.numeric))
+    assert plain is not None
+    assert type(plain) is Record
+    for column in ("json", "custom", "mood"):
+        row = await db.fetch_one(sa.select(everything.c.id, everything.c[column]))
+        assert row is not None
+        assert type(row) is ContainerRecord, column
+        assert isinstance(row, Record)
+        if SPEEDUPS:
+            assert gc.is_tracked(row) and not gc.is_tracked(plain)
+
+
 async def test_records_from_every_api_are_records(db: Database) -> None:
     await db.execute(notes.insert(), NOTE)
     query = sa.select(notes)
@@ -314,7 +333,7 @@ async def test_records_from_every_api_are_records(db: Database) -> None:
 async def test_record_survives_pickling(note: Record) -> None:
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
         copied = pickle.loads(pickle.dumps(note, protocol=protocol))
-        assert type(copied) is Record
+        assert isinstance(copied, Record)
         assert copied == note
         assert note == copied
         assert dict(copied) == dict(note)
@@ -331,7 +350,7 @@ async def test_record_of_every_type_survives_pickling_and_copying(db: Database) 
     row = await db.fetch_one(sa.select(everything))
     assert row is not None
     for copied in (pickle.loads(pickle.dumps(row)), copy.copy(row), copy.deepcopy(row)):
-        assert type(copied) is Record
+        assert isinstance(copied, Record)
         assert copied == row
         assert dict(copied._mapping) == dict(row._mapping)
         assert copied.json == SAMPLE_VALUES["json"]
@@ -348,7 +367,7 @@ async def test_insert_returning_rows_are_records(db: Database, dialect: str) -> 
     )
     assert len(result.rows) == 1
     row = result.rows[0]
-    assert type(row) is Record
+    assert isinstance(row, Record)
     assert list(row.keys()) == ["id", "text", "completed"]
     assert row.text == row[notes.c.text] == row[1] == NOTE["text"]
     assert row.completed is True  # converted by the column type, as on a select
@@ -364,7 +383,7 @@ async def test_raw_insert_returning_rows_are_records(db: Database, dialect: str)
     )
     assert len(result.rows) == 1
     row = result.rows[0]
-    assert type(row) is Record
+    assert isinstance(row, Record)
     assert list(row.keys()) == ["id", "text"]
     assert row.text == row["text"] == row[1] == NOTE["text"]
     assert row.id == await db.fetch_val(sa.select(notes.c.id))
@@ -380,7 +399,7 @@ async def test_update_returning_rows_are_records(db: Database, dialect: str) -> 
         notes.update().values(completed=True).returning(notes.c.id, notes.c.completed)
     )
     rows = sorted(result.rows, key=lambda row: row["id"])
-    assert [type(row) for row in rows] == [Record, Record]
+    assert all(isinstance(row, Record) for row in rows) and len(rows) == 2
     assert [dict(row) for row in rows] == [
         {"id": 1, "completed": True},
         {"id": 2, "completed": True},
@@ -396,6 +415,6 @@ async def test_delete_returning_rows_are_records(db: Database, dialect: str) -> 
     )
     assert len(result.rows) == 1
     row = result.rows[0]
-    assert type(row) is Record
+    assert isinstance(row, Record)
     assert row == {"id": 3, "text": NOTE["text"]}
     assert row[notes.c.text] == row.text == NOTE["text"]

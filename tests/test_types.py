@@ -86,7 +86,7 @@ def assert_same(actual: Any, expected: Any, column: str) -> None:
 
 def assert_row(row: Record | None, expected_id: int, expected: dict[str, Any]) -> None:
     assert row is not None
-    assert type(row) is Record
+    assert isinstance(row, Record)
     assert row["id"] == expected_id
     for column in COLUMNS:
         assert_same(row[column], expected[column], column)

@@ -68,6 +68,7 @@ _ATOMIC_TYPES = (
     sqltypes.Boolean,
     sqltypes.Date,
     sqltypes.DateTime,
+    sqltypes.Float,  # not a Numeric since SQLAlchemy 2.1
     sqltypes.Integer,
     sqltypes.Interval,
     sqltypes.LargeBinary,
@@ -87,6 +88,8 @@ def returns_atoms(type_: sqltypes.TypeEngine[Any]) -> bool:
     are the driver's, which make_all() looks at one by one.
     """
     if isinstance(type_, sqltypes.NullType):
+        return True
+    if isinstance(type_, sqltypes.Interval):  # a TypeDecorator of SQLAlchemy's own
         return True
     return isinstance(type_, _ATOMIC_TYPES) and not isinstance(
         type_, (sqltypes.Enum, sqltypes.TypeDecorator)

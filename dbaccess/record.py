@@ -1,4 +1,4 @@
-"""Record: one result row, the same type on every backend.
+"""Record: one result row, of the same classes on every backend.
 
 Rows are built and read in C (dbaccess/_record.c) where it was compiled at install,
 else by the same code in Python (dbaccess/_record_fallback.py); ``DBACCESS_PURE_PYTHON=1``

@@ -12,7 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 
+from dbaccess.compiler import Compiler
+from dbaccess.processors import returns_atoms
 from dbaccess.record import SPEEDUPS, ContainerRecord, Record, ResultMeta
 
 from .conftest import IN_CI
@@ -98,6 +102,41 @@ def test_only_records_that_may_hold_a_container_are_known_to_the_collector() -> 
     (converted,) = ResultMeta(["a"], [lambda v: [v]], atoms=False).make_all([("text",)])
     assert type(converted) is ContainerRecord and gc.is_tracked(converted)
     assert converted["a"] == ["text"]
+
+
+@pytest.mark.parametrize(
+    ("type_", "atoms"),
+    [
+        (sa.Integer(), True),
+        (sa.BigInteger(), True),
+        (sa.String(10), True),
+        (sa.Text(), True),
+        (sa.Float(), True),
+        (sa.Double(), True),
+        (sa.Numeric(10, 2), True),
+        (sa.Boolean(), True),
+        (sa.DateTime(timezone=True), True),
+        (sa.Date(), True),
+        (sa.Time(), True),
+        (sa.Interval(), True),
+        (sa.LargeBinary(), True),
+        (sa.Uuid(), True),
+        (sa.types.NullType(), True),  # raw SQL: make_all() looks at each value
+        (sa.JSON(), False),
+        (sa.ARRAY(sa.Integer()), False),
+        (sa.Enum("a", "b"), False),
+        (sa.PickleType(), False),
+    ],
+    ids=lambda value: type(value).__name__ if not isinstance(value, bool) else str(value),
+)
+def test_which_column_types_return_atoms(type_: Any, atoms: bool) -> None:
+    # A result with any column of a type that may return a container is made of
+    # ContainerRecords, which the garbage collector knows.
+    assert returns_atoms(type_) is atoms
+    table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer), sa.Column("x", type_))
+    statement = Compiler(sqlite.dialect()).compile(sa.select(table), None).statement
+    meta = statement.meta(["id", "x"])
+    assert type(meta.make((1, None))) is (Record if atoms else ContainerRecord)
 
 
 def test_record_classes() -> None:

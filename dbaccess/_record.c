@@ -9,15 +9,21 @@
  *   `processors` (a tuple of (position, function) pairs for the columns to convert).
  * - RecordBase holds one row: its meta, the driver's row (`_raw`) and the converted
  *   values (`_values`, None until the first read converts them).
- * - make_all(cls, meta, rows) wraps a list of driver rows in one C loop.
+ * - make_all(plain_cls, container_cls, meta, rows) wraps a list of driver rows in one
+ *   C loop.
  *
  * A read whose key is not in the index (a slice, a foreign column, an ambiguous or
  * unknown name) is handed to the Python method _slow_getitem(values, key), which
  * finds it or raises the right error.
  *
- * Records stay out of the garbage collector's way: make_all() builds them of a class
- * the collector does not know (made by untracked_subclass) unless a value of the row
- * is, or may become, a container; see holds_container.
+ * Records stay out of the garbage collector's way. Every allocation of an object the
+ * collector knows counts towards its next collection, and one more per row set off
+ * full collections on large results. So plain_cls (Record) is made by
+ * untracked_subclass, a class the collector does not know, and make_all() uses it
+ * unless a row may lead back to its record through a container among its values
+ * (holds_container; record.py passes container_cls as plain_cls when a column type may
+ * return one, such as JSON), where it uses container_cls (ContainerRecord), which the
+ * collector knows.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -37,8 +43,17 @@ typedef struct {
     PyObject *values; /* the converted row, or None until the first read */
 } RecordObject;
 
+/* The converted values of a record the garbage collector does not know: a sequence of
+ * the collector does not know either, since allocating a list per converted row would
+ * count towards collections as much as the record itself. Only atoms go in one. */
+typedef struct {
+    PyObject_VAR_HEAD
+    PyObject *items[1];
+} ValuesObject;
+
 static PyTypeObject MetaType;
 static PyTypeObject RecordType;
+static PyTypeObject ValuesType;
 static PyObject *str_slow_getitem;
 static PyTypeObject *uuid_type; /* uuid.UUID */
 
@@ -137,6 +152,88 @@ static PyTypeObject MetaType = {
     .tp_getset = meta_getset,
     .tp_new = PyType_GenericNew,
 };
+
+/* ---- Values ------------------------------------------------------------------------ */
+
+static void
+values_dealloc(ValuesObject *self)
+{
+    for (Py_ssize_t i = 0; i < Py_SIZE(self); i++) {
+        Py_XDECREF(self->items[i]);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static Py_ssize_t
+values_length(ValuesObject *self)
+{
+    return Py_SIZE(self);
+}
+
+static PyObject *
+values_item(ValuesObject *self, Py_ssize_t i)
+{
+    if (i < 0 || i >= Py_SIZE(self)) {
+        PyErr_SetString(PyExc_IndexError, "index out of range");
+        return NULL;
+    }
+    return Py_NewRef(self->items[i]);
+}
+
+static PySequenceMethods values_as_sequence = {
+    .sq_length = (lenfunc)values_length,
+    .sq_item = (ssizeargfunc)values_item,
+};
+
+static PyTypeObject ValuesType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dbaccess._record.Values",
+    .tp_basicsize = offsetof(ValuesObject, items),
+    .tp_itemsize = sizeof(PyObject *),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The converted values of a record (a sequence).",
+    .tp_dealloc = (destructor)values_dealloc,
+    .tp_as_sequence = &values_as_sequence,
+};
+
+/* A copy of a driver's row: a list, or Values for a record the collector does not know. */
+static PyObject *
+copy_row(RecordObject *self)
+{
+    if (PyObject_IS_GC((PyObject *)self)) {
+        return PySequence_List(self->raw);
+    }
+    Py_ssize_t width = PySequence_Size(self->raw);
+    if (width < 0) {
+        return NULL;
+    }
+    ValuesObject *values = PyObject_NewVar(ValuesObject, &ValuesType, width);
+    if (values == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < width; i++) {
+        values->items[i] = NULL;
+    }
+    for (Py_ssize_t i = 0; i < width; i++) {
+        PyObject *item = PySequence_GetItem(self->raw, i);
+        if (item == NULL) {
+            Py_DECREF(values);
+            return NULL;
+        }
+        values->items[i] = item;
+    }
+    return (PyObject *)values;
+}
+
+/* The item at position i of a copy made by copy_row (borrowed). */
+static inline PyObject **
+copied_item(PyObject *values, Py_ssize_t i)
+{
+    if (PyList_CheckExact(values)) {
+        return &PyList_GET_ITEM(values, i);
+    }
+    return &((ValuesObject *)values)->items[i];
+}
 
 /* ---- RecordBase -------------------------------------------------------------------- */
 
@@ -254,13 +351,13 @@ record_convert(RecordObject *self)
         PyErr_SetString(PyExc_TypeError, "the Record holds no row");
         return NULL;
     }
-    PyObject *values = PySequence_List(self->raw);
+    PyObject *values = copy_row(self);
     if (values == NULL) {
         return NULL;
     }
     /* Held: a processor is Python code, which could replace the meta's processors. */
     PyObject *processors = Py_NewRef(((MetaObject *)self->meta)->processors);
-    Py_ssize_t width = PyList_GET_SIZE(values);
+    Py_ssize_t width = Py_SIZE(values);
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(processors); i++) {
         PyObject *pair = PyTuple_GET_ITEM(processors, i);
         Py_ssize_t position = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
@@ -270,12 +367,12 @@ record_convert(RecordObject *self)
         if (position < 0 || position >= width) {
             continue; /* a processor for a column this row does not have */
         }
-        PyObject *converted =
-            PyObject_CallOneArg(PyTuple_GET_ITEM(pair, 1), PyList_GET_ITEM(values, position));
+        PyObject **item = copied_item(values, position);
+        PyObject *converted = PyObject_CallOneArg(PyTuple_GET_ITEM(pair, 1), *item);
         if (converted == NULL) {
             goto error;
         }
-        PyList_SetItem(values, position, converted); /* steals converted */
+        Py_SETREF(*item, converted);
     }
     Py_DECREF(processors);
     /* The driver's row is no longer needed: keep one reference, to the values. */
@@ -339,6 +436,11 @@ record_subscript(RecordObject *self, PyObject *key)
                 result = Py_NewRef(PyTuple_GET_ITEM(values, i));
             }
         }
+        else if (Py_IS_TYPE(values, &ValuesType)) {
+            if (i < Py_SIZE(values)) {
+                result = Py_NewRef(((ValuesObject *)values)->items[i]);
+            }
+        }
         else {
             result = PySequence_GetItem(values, i);
             Py_DECREF(values);
@@ -346,6 +448,12 @@ record_subscript(RecordObject *self, PyObject *key)
         }
     }
     if (result == NULL) {
+        if (Py_IS_TYPE(values, &ValuesType)) { /* the slow path slices: give it a tuple */
+            Py_SETREF(values, PySequence_Tuple(values));
+            if (values == NULL) {
+                return NULL;
+            }
+        }
         result = PyObject_CallMethodObjArgs((PyObject *)self, str_slow_getitem, values, key,
                                             NULL);
     }
@@ -535,7 +643,8 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__record(void)
 {
-    if (PyType_Ready(&MetaType) < 0 || PyType_Ready(&RecordType) < 0) {
+    if (PyType_Ready(&MetaType) < 0 || PyType_Ready(&RecordType) < 0 ||
+        PyType_Ready(&ValuesType) < 0) {
         return NULL;
     }
     str_slow_getitem = PyUnicode_InternFromString("_slow_getitem");

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import os
+import pickle
 import sys
 import uuid
 from collections.abc import Mapping
@@ -137,6 +138,26 @@ def test_which_column_types_return_atoms(type_: Any, atoms: bool) -> None:
     statement = Compiler(sqlite.dialect()).compile(sa.select(table), None).statement
     meta = statement.meta(["id", "x"])
     assert type(meta.make((1, None))) is (Record if atoms else ContainerRecord)
+
+
+def test_a_converted_record_reads_like_any_other() -> None:
+    # A plain record keeps its converted values in a sequence of its own (in C, one the
+    # garbage collector does not know); a ContainerRecord in a list.
+    for atoms in (True, False):
+        meta = ResultMeta(["a", "b", "c"], [None, str.upper, None], atoms=atoms)
+        (record,) = meta.make_all([(1, "x", 2.5)])
+        assert record["b"] == record.b == record[1] == record[-2] == "X"
+        assert record[0:2] == (1, "X") or record[0:2] == [1, "X"]
+        assert list(record.values()) == [1, "X", 2.5]
+        assert record.items() == [("a", 1), ("b", "X"), ("c", 2.5)]
+        assert record == (1, "X", 2.5)
+        assert record == {"a": 1, "b": "X", "c": 2.5}
+        copied = pickle.loads(pickle.dumps(record))
+        assert copied == record and repr(copied) == repr(record) == "<Record a=1, b='X', c=2.5>"
+        with pytest.raises(IndexError):
+            record[3]
+        if SPEEDUPS:
+            assert gc.is_tracked(record._row()) is not atoms
 
 
 def test_record_classes() -> None:

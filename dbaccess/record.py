@@ -41,7 +41,8 @@ class ResultMeta(MetaBase):
         *,
         atoms: bool = True,
     ) -> None:
-        """``atoms``: whether the processors return only atoms (see record_class)."""
+        """``atoms``: whether every column's type returns atoms (numbers, text,
+        datetimes); when not, every row is a ContainerRecord."""
         self.keys = tuple(keys)
         index: dict[Any, int | None] = {}
         ambiguous: set[str] = set()

@@ -225,14 +225,17 @@ copy_row(RecordObject *self)
     return (PyObject *)values;
 }
 
-/* The item at position i of a copy made by copy_row (borrowed). */
+/* The item array of a list, a tuple or Values (Py_SIZE items), else NULL. */
 static inline PyObject **
-copied_item(PyObject *values, Py_ssize_t i)
+items_of(PyObject *sequence)
 {
-    if (PyList_CheckExact(values)) {
-        return &PyList_GET_ITEM(values, i);
+    if (PyList_CheckExact(sequence) || PyTuple_CheckExact(sequence)) {
+        return PySequence_Fast_ITEMS(sequence);
     }
-    return &((ValuesObject *)values)->items[i];
+    if (Py_IS_TYPE(sequence, &ValuesType)) {
+        return ((ValuesObject *)sequence)->items;
+    }
+    return NULL;
 }
 
 /* ---- RecordBase -------------------------------------------------------------------- */
@@ -291,9 +294,9 @@ is_container(PyObject *value)
 static int
 holds_container(PyObject *row)
 {
-    if (PyTuple_CheckExact(row) || PyList_CheckExact(row)) {
-        PyObject **items = PySequence_Fast_ITEMS(row);
-        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(row); i++) {
+    PyObject **items = items_of(row);
+    if (items != NULL) {
+        for (Py_ssize_t i = 0; i < Py_SIZE(row); i++) {
             if (is_container(items[i])) {
                 return 1;
             }
@@ -367,7 +370,7 @@ record_convert(RecordObject *self)
         if (position < 0 || position >= width) {
             continue; /* a processor for a column this row does not have */
         }
-        PyObject **item = copied_item(values, position);
+        PyObject **item = &items_of(values)[position];
         PyObject *converted = PyObject_CallOneArg(PyTuple_GET_ITEM(pair, 1), *item);
         if (converted == NULL) {
             goto error;
@@ -426,25 +429,14 @@ record_subscript(RecordObject *self, PyObject *key)
         PyErr_Clear();
     }
     else if (i >= 0) {
-        if (PyList_CheckExact(values)) {
-            if (i < PyList_GET_SIZE(values)) {
-                result = Py_NewRef(PyList_GET_ITEM(values, i));
-            }
-        }
-        else if (PyTuple_CheckExact(values)) {
-            if (i < PyTuple_GET_SIZE(values)) {
-                result = Py_NewRef(PyTuple_GET_ITEM(values, i));
-            }
-        }
-        else if (Py_IS_TYPE(values, &ValuesType)) {
-            if (i < Py_SIZE(values)) {
-                result = Py_NewRef(((ValuesObject *)values)->items[i]);
-            }
-        }
-        else {
+        PyObject **items = items_of(values);
+        if (items == NULL) { /* a driver's own row type (asyncpg's) */
             result = PySequence_GetItem(values, i);
             Py_DECREF(values);
             return result;
+        }
+        if (i < Py_SIZE(values)) {
+            result = Py_NewRef(items[i]);
         }
     }
     if (result == NULL) {

@@ -147,6 +147,17 @@ def _begun(
     return function(db, *args)
 
 
+def _unless_terminated(
+    connection: SQLiteConnection, function: Callable[..., _T], db: sqlite3.Connection, *args: Any
+) -> _T:
+    """Run ``function`` in the worker thread, unless the connection was terminated while
+    the call waited in the thread's queue (its caller was cancelled): a statement nobody
+    waits for any more would hold the thread, and disconnect(), until it finished."""
+    if connection._closed:
+        raise sqlite3.InterfaceError("the connection was terminated")
+    return function(db, *args)
+
+
 # aiosqlite runs each call in its connection's thread through Connection._execute(),
 # the one method all its public ones share (since 0.11). Running a whole statement in
 # one call takes one thread hop instead of three; should a later aiosqlite drop it,
@@ -261,7 +272,7 @@ class SQLiteConnection(BackendConnection):
             if _ONE_HOP:
                 # The whole statement in one hop to the connection's thread.
                 result: _T = await self._conn._execute(  # type: ignore[no-untyped-call]
-                    function, self._conn._conn, *args
+                    _unless_terminated, self, function, self._conn._conn, *args
                 )
                 return result
             if function is _begun:
@@ -352,6 +363,13 @@ class SQLiteConnection(BackendConnection):
         if self._closed:
             return
         self._closed = True
+        raw = self._conn._connection
+        if raw is not None:
+            # A statement may still run in the worker thread (its caller was cancelled):
+            # stop it now. interrupt() is the one sqlite3 call safe from another thread;
+            # without it the thread runs the statement to its end, which can outlast
+            # disconnect() and the event loop.
+            raw.interrupt()
         stopped = self._conn.stop()
         if stopped is not None:
             self._stopping.add(stopped)

@@ -188,6 +188,7 @@ class Connection:
         await self._acquire_ref()
         try:
             raw = self._checked_raw()
+            raw.queries += 1
             chunks = raw.stream(compiled.sql, compiled.args, ITERATE_CHUNK_SIZE, True)
             try:
                 while True:
@@ -209,6 +210,7 @@ class Connection:
     async def _stream_dedicated(self, compiled: CompiledQuery) -> AsyncGenerator[Rows, None]:
         database = self._database
         raw = await database._acquire()
+        raw.queries += 1
         chunks = raw.stream(compiled.sql, compiled.args, ITERATE_CHUNK_SIZE, False)
         broken = False
         try:
@@ -277,20 +279,24 @@ class Connection:
 
 
 async def _fetch_all(raw: BackendConnection, compiled: CompiledQuery) -> Rows:
+    raw.queries += 1
     return await raw.fetch(compiled.sql, compiled.args, None)
 
 
 async def _fetch_one(raw: BackendConnection, compiled: CompiledQuery) -> Rows:
+    raw.queries += 1
     return await raw.fetch(compiled.sql, compiled.args, 1)
 
 
 async def _execute(raw: BackendConnection, compiled: CompiledQuery) -> Outcome:
+    raw.queries += 1
     return await raw.execute(compiled.sql, compiled.args, compiled.statement.returns_rows)
 
 
 async def _execute_many(
     raw: BackendConnection, batches: list[tuple[str, list[Sequence[Any]]]]
 ) -> None:
+    raw.queries += 1
     if raw.in_transaction or (len(batches) == 1 and raw.atomic_execute_many):
         for sql, many_args in batches:
             await raw.execute_many(sql, many_args)

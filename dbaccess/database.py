@@ -90,6 +90,11 @@ class Database:
             min_size=options.min_size,
             max_size=options.max_size,
             acquire_timeout=options.acquire_timeout,
+            init=options.init,
+            setup=options.setup,
+            max_lifetime=options.max_lifetime,
+            max_idle=options.max_idle,
+            max_queries=options.max_queries,
         )
         try:
             await pool.open()

@@ -4,6 +4,14 @@ It hands out idle connections in LIFO order (the warmest first), opens new ones 
 to ``max_size``, and queues waiters fairly. Giving a connection back costs no round
 trip: :class:`~dbaccess.connection.Connection` has already made sure it is clean (no
 open transaction), and a connection that is closed or broken is dropped instead.
+
+What users configure on the drivers' own pools lives here too: an ``init`` hook run on
+each new connection, a ``setup`` hook run on each loan (both given the driver's own
+connection), and the limits after which a connection is replaced: ``max_lifetime``
+(seconds since it opened), ``max_queries`` (queries it ran) and ``max_idle`` (seconds it
+sat unused). Unused, they cost nothing; used, a few comparisons at acquire and release.
+A connection past a limit is closed politely in a task of its own, and keeps its place
+in ``max_size`` until it is closed, so the server never sees more than ``max_size``.
 """
 
 from __future__ import annotations
@@ -12,12 +20,15 @@ import asyncio
 import collections
 import contextlib
 import enum
+import inspect
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .backends.base import BackendConnection
 from .errors import InterfaceError, OperationalError
+from .options import Hook
 
 __all__ = ["Pool", "PoolStats"]
 
@@ -49,11 +60,29 @@ class Pool:
         min_size: int,
         max_size: int,
         acquire_timeout: float | None,
+        init: Hook | None = None,
+        setup: Hook | None = None,
+        max_lifetime: float | None = None,
+        max_idle: float | None = None,
+        max_queries: int | None = None,
     ) -> None:
         self._connect = connect
         self._min_size = min_size
         self._max_size = max_size
         self._acquire_timeout = acquire_timeout
+        self._init = init
+        self._setup = setup
+        self._max_lifetime = max_lifetime
+        self._max_idle = max_idle
+        self._max_queries = max_queries
+        #: Whether a connection may be worn out (checked when it comes back and is lent).
+        self._wears = max_lifetime is not None or max_queries is not None
+        #: When each idle connection came back (kept only with max_idle). The idle deque
+        #: is in that order too: oldest on the left, since release() appends on the right.
+        self._idle_since: dict[BackendConnection, float] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        #: Connections past a limit, closing politely; each holds its place meanwhile.
+        self._retiring: set[asyncio.Task[None]] = set()
         self._idle: collections.deque[BackendConnection] = collections.deque()
         self._in_use: set[BackendConnection] = set()
         self._opening = 0
@@ -67,7 +96,8 @@ class Pool:
     def stats(self) -> PoolStats:
         idle, in_use = len(self._idle), len(self._in_use)
         waiting = sum(1 for waiter in self._waiters if not waiter.done())
-        return PoolStats(idle + in_use + self._opening, idle, in_use, waiting, self._max_size)
+        size = idle + in_use + self._opening + len(self._retiring)
+        return PoolStats(size, idle, in_use, waiting, self._max_size)
 
     async def open(self) -> None:
         """Open ``min_size`` connections; fail (and close them) if one cannot open."""
@@ -76,7 +106,7 @@ class Pool:
         self._state = PoolState.OPEN
         try:
             while len(self._idle) < self._min_size:
-                self._idle.append(await self._open_one())
+                self._rest(await self._open_one())
         except BaseException:
             await self.close(timeout=0)
             raise
@@ -87,39 +117,67 @@ class Pool:
         requests = _cancel_requests(task)
         try:
             conn = await self._connect()
+            if _cancel_requests(task) > requests:
+                # The task was cancelled while the driver connected, and the driver
+                # swallowed it: Python 3.11's asyncio.wait_for() returns the result when
+                # cancellation and completion race (aiomysql connects through it).
+                # Deliver it after all.
+                conn.terminate()
+                raise asyncio.CancelledError()
+            if self._init is not None:
+                try:
+                    await _call(self._init, conn.raw)
+                except BaseException:
+                    conn.terminate()  # half set up: nobody may use it
+                    raise
         finally:
             self._opening -= 1
-        if _cancel_requests(task) > requests:
-            # The task was cancelled while the driver connected, and the driver swallowed
-            # it: Python 3.11's asyncio.wait_for() returns the result when cancellation
-            # and completion race (aiomysql connects through it). Deliver it after all.
-            conn.terminate()
-            raise asyncio.CancelledError()
         return conn
 
     def acquire_nowait(self) -> BackendConnection | None:
         """Lend an idle connection at once, or return None (then await acquire())."""
+        if self._setup is not None:
+            return None  # the setup hook must be awaited: acquire() runs it
+        return self._take_idle()
+
+    def _take_idle(self) -> BackendConnection | None:
         # Idle connections and live waiters never coexist: release() serves waiters first.
         if self._state is PoolState.OPEN:
             idle = self._idle
             while idle:
                 conn = idle.pop()
-                if not conn.is_closed:
+                rested = False  # whether it sat idle for max_idle (its timer is late)
+                if self._max_idle is not None:
+                    since = self._idle_since.pop(conn)
+                    rested = time.monotonic() - since >= self._max_idle
+                if conn.is_closed:
+                    conn.terminate()  # the server closed it while idle: free its socket
+                elif rested or (self._wears and self._worn(conn)):
+                    self._retire(conn)
+                else:
                     self._in_use.add(conn)
                     return conn
-                conn.terminate()  # the server closed it while idle: free its socket
         return None
 
     async def acquire(self) -> BackendConnection:
         """Lend a connection; wait at most ``acquire_timeout`` for one to come back."""
         if self._state is not PoolState.OPEN:
             raise InterfaceError(f"cannot acquire a connection: the pool is {self._state.value}")
-        conn = self.acquire_nowait()
-        if conn is not None:
-            return conn
-        if len(self._in_use) + self._opening < self._max_size:
-            return await self._open_lent()
-        return await self._wait()
+        conn = self._take_idle()
+        if conn is None:
+            if len(self._in_use) + self._opening + len(self._retiring) < self._max_size:
+                conn = await self._open_lent()
+            else:
+                conn = await self._wait()
+        if self._setup is not None:
+            try:
+                await _call(self._setup, conn.raw)
+            except BaseException:
+                # Whatever the hook left behind (half a change of session state, a
+                # statement cut off by cancellation), the next user must not inherit it.
+                self.discard(conn)
+                raise
+        return conn
 
     async def _open_lent(self) -> BackendConnection:
         try:
@@ -182,12 +240,56 @@ class Pool:
         if conn.is_closed or self._state is not PoolState.OPEN:
             conn.terminate()  # idempotent: frees the socket of a connection found dead
             self._wake_one()
+        elif self._wears and self._worn(conn):
+            self._retire(conn)  # its place is handed on once it is closed
         elif self._wake_one(conn):
             self._in_use.add(conn)
         else:
-            self._idle.append(conn)
+            self._rest(conn)
         if self._all_returned is not None and not self._in_use:
             self._all_returned.set()
+
+    def _rest(self, conn: BackendConnection) -> None:
+        """Put a connection among the idle ones (and time its rest, with max_idle)."""
+        self._idle.append(conn)
+        if self._max_idle is not None:
+            self._idle_since[conn] = time.monotonic()
+            if self._sweeper is None:
+                self._sweeper = asyncio.get_running_loop().call_later(self._max_idle, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections idle for max_idle; come back for the next one due."""
+        self._sweeper = None
+        max_idle = self._max_idle
+        if max_idle is None or self._state is not PoolState.OPEN:
+            return
+        now = time.monotonic()
+        idle, since = self._idle, self._idle_since
+        while idle and now - since[idle[0]] >= max_idle:
+            conn = idle.popleft()
+            del since[conn]
+            self._retire(conn)
+        if idle:
+            delay = since[idle[0]] + max_idle - now
+            self._sweeper = asyncio.get_running_loop().call_later(delay, self._sweep)
+
+    def _worn(self, conn: BackendConnection) -> bool:
+        """Whether a connection reached max_queries or max_lifetime."""
+        if self._max_queries is not None and conn.queries >= self._max_queries:
+            return True
+        lifetime = self._max_lifetime
+        return lifetime is not None and time.monotonic() - conn.opened_at >= lifetime
+
+    def _retire(self, conn: BackendConnection) -> None:
+        """Close a connection past a limit politely, in a task of its own."""
+        task = asyncio.get_running_loop().create_task(_close(conn))
+        self._retiring.add(task)
+        task.add_done_callback(self._retired)
+
+    def _retired(self, task: asyncio.Task[None]) -> None:
+        self._retiring.discard(task)
+        if self._state is PoolState.OPEN:
+            self._wake_one()  # the place it held is free: a waiter opens a connection in it
 
     def discard(self, conn: BackendConnection) -> None:
         """Close a connection that must not be reused and free its place."""
@@ -205,13 +307,17 @@ class Pool:
                     InterfaceError("cannot acquire a connection: the pool was closed")
                 )
         self._waiters.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         idle, self._idle = list(self._idle), collections.deque()
+        self._idle_since.clear()
         try:
             if self._in_use and timeout != 0:
                 self._all_returned = asyncio.Event()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._all_returned.wait(), timeout)
-            await asyncio.gather(*(_close(conn) for conn in idle))
+            await asyncio.gather(*(_close(conn) for conn in idle), *self._retiring)
         finally:
             for conn in list(self._in_use):
                 conn.terminate()
@@ -223,6 +329,13 @@ def _cancel_requests(task: asyncio.Task[Any] | None) -> int:
     """How many cancellations of ``task`` are pending (0 before Python 3.11)."""
     cancelling = getattr(task, "cancelling", None)
     return cancelling() if cancelling is not None else 0
+
+
+async def _call(hook: Hook, raw: Any) -> None:
+    """Run a user's hook on the driver's connection: awaited when it returns an awaitable."""
+    result = hook(raw)
+    if inspect.isawaitable(result):
+        await result
 
 
 async def _close(conn: BackendConnection) -> None:

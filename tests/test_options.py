@@ -151,8 +151,8 @@ def test_driver_keywords_are_accepted(backend: str) -> None:
 
 @pytest.mark.parametrize("url", BACKEND_URLS)
 def test_unknown_keyword_is_named(url: str) -> None:
-    with pytest.raises(ConfigurationError, match="'pool_recycle'"):
-        Database(url, pool_recycle=3600)
+    with pytest.raises(ConfigurationError, match="'pool_recycel'"):
+        Database(url, pool_recycel=3600)
 
 
 def test_driver_keyword_is_not_a_url_option() -> None:

@@ -56,6 +56,12 @@ class BackendConnection(Protocol):
     #: a transaction).
     atomic_execute_many: ClassVar[bool] = False
 
+    #: Queries run on it (fetch, execute, execute_many, iterate), counted by
+    #: :class:`~dbaccess.connection.Connection` for the pool's ``max_queries``.
+    queries: int
+    #: When it opened (``time.monotonic()``), for the pool's ``max_lifetime``.
+    opened_at: float
+
     @property
     def raw(self) -> Any:
         """The driver's own connection object."""

@@ -8,6 +8,7 @@ same query as the transaction's first statement) with the FOUND_ROWS flag, so
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -111,7 +112,16 @@ SERVER_GRACE = 2.0
 
 
 class MySQLConnection(BackendConnection):
-    __slots__ = ("_answer_within", "_begin", "_conn", "_driver", "_hung", "_translate")
+    __slots__ = (
+        "_answer_within",
+        "_begin",
+        "_conn",
+        "_driver",
+        "_hung",
+        "_translate",
+        "opened_at",
+        "queries",
+    )
 
     def __init__(
         self,
@@ -123,6 +133,8 @@ class MySQLConnection(BackendConnection):
         self._conn = conn
         self._driver = driver
         self._translate = translate
+        self.queries = 0
+        self.opened_at = time.monotonic()
         #: The server enforces command_timeout (max_statement_time), but a server that
         #: hangs (frozen, or cut off by the network) answers nothing: past this many
         #: seconds dbaccess stops waiting and closes the connection.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -113,12 +114,14 @@ def _rowcount(status: str) -> int:
 
 
 class PostgresConnection(BackendConnection):
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "opened_at", "queries")
 
     atomic_execute_many = True  # asyncpg >= 0.22
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
+        self.queries = 0
+        self.opened_at = time.monotonic()
 
     @property
     def raw(self) -> asyncpg.Connection:

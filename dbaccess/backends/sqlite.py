@@ -197,6 +197,8 @@ class SQLiteConnection(BackendConnection):
         "_query_only",
         "_stopping",
         "_timeout",
+        "opened_at",
+        "queries",
     )
 
     def __init__(
@@ -206,6 +208,8 @@ class SQLiteConnection(BackendConnection):
         timeout: float | None = None,
     ) -> None:
         self._conn = conn
+        self.queries = 0
+        self.opened_at = time.monotonic()
         #: command_timeout: each statement arms a deadline that SQLite's progress
         #: handler checks in the worker thread (see SQLiteBackend._open).
         self._timeout = timeout

@@ -167,14 +167,14 @@ def test_driver_keyword_is_not_a_url_option() -> None:
     [
         (SCHEMES["postgresql"], "password"),
         (SCHEMES["postgresql"], "database"),
-        (SCHEMES["postgresql"], "timeout"),
+        (SCHEMES["postgresql"], "dsn"),
         (SCHEMES["mysql"], "host"),
         (SCHEMES["mysql"], "autocommit"),
         (SCHEMES["mysql"], "user"),
         (SCHEMES["asyncmy"], "host"),
         (SCHEMES["asyncmy"], "autocommit"),
         (SCHEMES["sqlite"], "isolation_level"),
-        (SCHEMES["sqlite"], "uri"),
+        (SCHEMES["sqlite"], "database"),
     ],
 )
 def test_managed_keywords_are_refused(url: str, keyword: str) -> None:

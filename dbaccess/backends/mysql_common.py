@@ -371,7 +371,18 @@ class MySQLBackendBase(Backend):
             backend_parsers=self.url_options,
             driver_keywords=keyword_parameters(driver.connect),
             managed=frozenset(
-                {"host", "port", "user", "password", "db", "database", "autocommit", "timeout"}
+                {
+                    "host",
+                    "port",
+                    "user",
+                    "password",
+                    "db",
+                    "database",
+                    "autocommit",
+                    "timeout",
+                    # Rows must come as tuples (a DictCursor would break every record).
+                    "cursorclass",
+                }
             ),
             backend_name=f"MySQL ({driver.name})",
         )

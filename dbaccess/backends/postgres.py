@@ -24,7 +24,14 @@ from ..errors import (
     ProgrammingError,
     translate,
 )
-from ..options import Options, Parser, keyword_parameters, parse_int, parse_options
+from ..options import (
+    COMMON_PARSERS,
+    Options,
+    Parser,
+    keyword_parameters,
+    parse_int,
+    parse_options,
+)
 from ..url import DatabaseURL
 from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
 
@@ -255,6 +262,15 @@ def _jsonb_encoder(text: str) -> bytes:
     return b"\x01" + text.encode()
 
 
+#: libpq's and asyncpg's names for common options.
+_ALIASES: dict[str, tuple[str, Parser]] = {
+    # libpq's sslmode takes the same modes as dbaccess's ssl.
+    "sslmode": ("ssl", COMMON_PARSERS["ssl"]),
+    # asyncpg.connect()'s timeout: seconds to open a connection.
+    "timeout": ("connect_timeout", COMMON_PARSERS["connect_timeout"]),
+}
+
+
 class PostgresBackend(Backend):
     url_options: ClassVar[dict[str, Parser]] = {
         "host": lambda name, value: str(value),
@@ -272,8 +288,9 @@ class PostgresBackend(Backend):
             keywords,
             backend_parsers=self.url_options,
             driver_keywords=keyword_parameters(asyncpg.connect),
-            managed=frozenset({"dsn", "host", "port", "user", "password", "database", "timeout"}),
+            managed=frozenset({"dsn", "host", "port", "user", "password", "database"}),
             backend_name="PostgreSQL",
+            backend_aliases=_ALIASES,
         )
         self._url = url
         self._dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]

@@ -21,7 +21,7 @@ import sqlite3
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
@@ -40,7 +40,7 @@ from ..errors import (
     ProgrammingError,
     translate,
 )
-from ..options import Options, Parser, parse_bool, parse_options, parse_seconds
+from ..options import Options, Parser, parse_bool, parse_int, parse_options, parse_seconds
 from ..url import DatabaseURL
 from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
 
@@ -59,6 +59,22 @@ def _parse_journal_mode(name: str, value: Any) -> str:
             f"option {name}={value!r} must be one of: {', '.join(_JOURNAL_MODES)}"
         )
     return mode
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(name: str, value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ConfigurationError(
+                f"option {name}={value!r} must be one of: {', '.join(choices)}"
+            )
+        return text
+
+    return parse
+
+
+#: sqlite3's name for the busy timeout.
+_ALIASES: dict[str, tuple[str, Parser]] = {"timeout": ("busy_timeout", parse_seconds)}
 
 
 _ERRORS: tuple[tuple[type[BaseException], type[DBAccessError]], ...] = (
@@ -95,8 +111,9 @@ def _is_sql_error(exc: sqlite3.OperationalError) -> bool:
 
 
 _DRIVER_ERRORS = (sqlite3.Error, ValueError)
-# sqlite3.connect() keywords a caller may pass (the others dbaccess sets itself).
-_SQLITE_KEYWORDS = frozenset({"detect_types", "check_same_thread", "factory", "cached_statements"})
+# sqlite3.connect() and aiosqlite.connect() keywords passed as they are; the others
+# are options below (isolation_level is dbaccess's own).
+_SQLITE_KEYWORDS = frozenset({"factory", "iter_chunk_size"})
 
 
 # Statements run whole in the connection's thread: execute, read, close.
@@ -385,6 +402,14 @@ class SQLiteBackend(Backend):
         "busy_timeout": parse_seconds,
         "foreign_keys": parse_bool,
         "journal_mode": _parse_journal_mode,
+        # sqlite3.connect()'s arguments, in the URL too.
+        "check_same_thread": parse_bool,
+        "cached_statements": lambda name, value: parse_int(name, value, minimum=0),
+        "detect_types": lambda name, value: parse_int(name, value, minimum=0),
+        "uri": parse_bool,
+        # SQLite's URI parameters.
+        "mode": _choice("ro", "rw", "rwc", "memory"),
+        "cache": _choice("shared", "private"),
     }
     isolation_levels: ClassVar[frozenset[str]] = frozenset(
         # SQLite transactions are serializable, which satisfies every weaker level.
@@ -398,24 +423,50 @@ class SQLiteBackend(Backend):
             keywords,
             backend_parsers=self.url_options,
             driver_keywords=_SQLITE_KEYWORDS,
-            managed=frozenset({"database", "isolation_level", "uri", "timeout"}),
+            managed=frozenset({"database", "isolation_level"}),
             backend_name="SQLite",
+            backend_aliases=_ALIASES,
         )
         if options.ssl is not None:
             raise ConfigurationError("option 'ssl' is not supported on SQLite")
         self._options = options
         self._dialect = SQLiteDialect_aiosqlite()
+        backend = options.backend
         path = url.database
-        self._memory = path in ("", ":memory:")
-        if self._memory:
+        # sqlite3 reads a name as a URI only with uri=True; dbaccess reads one that
+        # starts with "file:" as a URI unless told uri=false.
+        is_uri = backend.get("uri", path.startswith("file:")) and path.startswith("file:")
+        name = path[len("file:") :] if is_uri else path
+        mode, cache = backend.get("mode"), backend.get("cache")
+        memory = name in ("", ":memory:") or mode == "memory"
+        self._memory = memory
+        if memory and (mode == "memory" or cache == "shared"):
+            # A named in-memory database, shared by every connection of the process that
+            # opens it by that name (what mode=memory&cache=shared means to sqlite3).
+            # SQLite's memdb VFS shares it without the shared cache, whose table locks
+            # fail a waiting transaction at once instead of after the busy timeout.
+            self._target = f"file:/{quote(name or ':memory:')}?vfs=memdb"
+        elif memory:
             # One named in-memory database per Database object, shared by its pool.
             self._target = f"file:/dbaccess-memory-{id(self)}-{next(_memory_names)}?vfs=memdb"
         else:
-            self._target = path if path.startswith("file:") else f"file:{quote(path)}"
+            target = path if is_uri else f"file:{quote(path)}"
+            parameters = {key: value for key, value in (("mode", mode), ("cache", cache)) if value}
+            if parameters:
+                target += ("&" if "?" in target else "?") + urlencode(parameters)
+            self._target = target
+        # Opened read-only, a database keeps the journal mode it has, unless told.
+        self._read_only = mode == "ro"
+        self._connect_args = {
+            key: backend[key]
+            for key in ("check_same_thread", "cached_statements", "detect_types")
+            if key in backend
+        }
         self._busy_timeout = options.backend.get("busy_timeout") or 5.0
         self._foreign_keys = options.backend.get("foreign_keys", True)
         default_mode = "memory" if self._memory else "wal"
         self._journal_mode = options.backend.get("journal_mode", default_mode)
+        self._journal_set = "journal_mode" in options.backend
         # Keeps a memory database alive while the pool's connections come and go.
         self._keeper: SQLiteConnection | None = None
         self._stopping: set[asyncio.Future[Any]] = set()
@@ -451,6 +502,7 @@ class SQLiteBackend(Backend):
                 uri=True,
                 isolation_level=None,
                 timeout=self._busy_timeout,
+                **self._connect_args,
                 **self._options.driver,
             )
         except _DRIVER_ERRORS as exc:
@@ -459,7 +511,7 @@ class SQLiteBackend(Backend):
         connection = SQLiteConnection(conn, self._stopping, timeout)
         try:
             await connection.run(f"PRAGMA foreign_keys = {'ON' if self._foreign_keys else 'OFF'}")
-            if not self._memory:
+            if not self._memory and (not self._read_only or self._journal_set):
                 await connection.run(f"PRAGMA journal_mode = {self._journal_mode}")
             if timeout is not None:
                 # Checked every 1,000 SQLite VM instructions: microseconds apart.

@@ -96,6 +96,42 @@ async def test_postgresql_timeout_is_connect_timeout(database_url: str, dialect:
         Database(database_url, timeout=-1)
 
 
+async def test_postgresql_keywords_replace_the_url_parts(
+    database_url: str, dialect: str, secret_password: str
+) -> None:
+    # encode/databases passed them to asyncpg over the URL's: a password kept out of it.
+    only(dialect, "postgresql")
+    url = DatabaseURL(database_url)
+    elsewhere = url.replace(hostname="192.0.2.1", port=1, username="nobody", database="nope")
+    db = Database(
+        str(elsewhere),
+        host=url.hostname,
+        port=str(url.port or 5432),
+        user=url.username,
+        password=secret_password,
+        database=url.database,
+    )
+    assert secret_password not in repr(db)
+    async with db:
+        assert await db.fetch_val("SELECT current_database()") == url.database
+        assert await db.fetch_val("SELECT current_user") == url.username
+    # A password the server is never asked for stays out of the error.
+    db = Database(str(elsewhere), password=secret_password, connect_timeout=0.5)
+    with pytest.raises(OperationalError) as info:
+        await db.connect()
+    assert secret_password not in str(info.value)
+    assert secret_password not in repr(info.value)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"), [("port", "high"), ("user", 5), ("password", 5), ("host", 1)]
+)
+def test_postgresql_url_part_keywords_are_checked(keyword: str, value: Any) -> None:
+    keywords: dict[str, Any] = {keyword: value}
+    with pytest.raises(ConfigurationError, match=keyword):
+        Database("postgresql://u@h/d", **keywords)
+
+
 # -- MySQL -------------------------------------------------------------------------------
 
 

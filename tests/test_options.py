@@ -165,8 +165,6 @@ def test_driver_keyword_is_not_a_url_option() -> None:
 @pytest.mark.parametrize(
     ("url", "keyword"),
     [
-        (SCHEMES["postgresql"], "password"),
-        (SCHEMES["postgresql"], "database"),
         (SCHEMES["postgresql"], "dsn"),
         (SCHEMES["mysql"], "host"),
         (SCHEMES["mysql"], "autocommit"),

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine.interfaces import Dialect
 
 from ..errors import (
+    ConfigurationError,
     DatabaseError,
     DataError,
     DBAccessError,
@@ -271,6 +272,38 @@ _ALIASES: dict[str, tuple[str, Parser]] = {
 }
 
 
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(f"option {name} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _password(name: str, value: Any) -> Any:
+    # asyncpg also takes a function returning the password (rotating credentials).
+    if isinstance(value, str) or callable(value):
+        return value
+    raise ConfigurationError(
+        f"option {name} must be a str or a function returning one, not {type(value).__name__}"
+    )
+
+
+def _host(name: str, value: Any) -> Any:
+    # asyncpg takes several hosts to try in turn, as a list.
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return list(value)
+    return _text(name, value)
+
+
+#: Keywords that replace a part of the URL.
+_PARTS: dict[str, Parser] = {
+    "host": _host,
+    "port": lambda name, value: parse_int(name, value, minimum=1),
+    "user": _text,
+    "password": _password,
+    "database": _text,
+}
+
+
 class PostgresBackend(Backend):
     url_options: ClassVar[dict[str, Parser]] = {
         "host": lambda name, value: str(value),
@@ -283,9 +316,16 @@ class PostgresBackend(Backend):
     supports_deferrable: ClassVar[bool] = True
 
     def __init__(self, url: DatabaseURL, keywords: Mapping[str, Any]) -> None:
+        # encode/databases let these keywords override the URL's parts (it updated the
+        # URL's arguments to asyncpg with the keywords): a password kept out of the URL.
+        self._parts = {
+            name: _PARTS[name](name, value)
+            for name, value in keywords.items()
+            if name in _PARTS and value is not None
+        }
         self._options = parse_options(
             url.options,
-            keywords,
+            {name: value for name, value in keywords.items() if name not in _PARTS},
             backend_parsers=self.url_options,
             driver_keywords=keyword_parameters(asyncpg.connect),
             managed=frozenset({"dsn", "host", "port", "user", "password", "database"}),
@@ -314,6 +354,7 @@ class PostgresBackend(Backend):
             "database": url.database or None,
             "timeout": options.connect_timeout or 10.0,
             "command_timeout": options.command_timeout,
+            **self._parts,
         }
         if options.ssl is not None:
             kwargs["ssl"] = options.ssl

@@ -132,6 +132,15 @@ def test_postgresql_url_part_keywords_are_checked(keyword: str, value: Any) -> N
         Database("postgresql://u@h/d", **keywords)
 
 
+def test_asyncpg_reset_hook_says_what_to_use_instead() -> None:
+    async def reset(conn: Any) -> None:
+        return None
+
+    with pytest.raises(ConfigurationError, match=r"'reset'.*setup=") as info:
+        Database("postgresql://u@h/d", reset=reset)
+    assert "not supported" in str(info.value)
+
+
 # -- MySQL -------------------------------------------------------------------------------
 
 

@@ -316,6 +316,14 @@ class PostgresBackend(Backend):
     supports_deferrable: ClassVar[bool] = True
 
     def __init__(self, url: DatabaseURL, keywords: Mapping[str, Any]) -> None:
+        if "reset" in keywords:
+            # asyncpg's pool (0.30+) runs it as each connection comes back; dbaccess's
+            # gives connections back synchronously, so that nothing can interrupt it.
+            raise ConfigurationError(
+                "keyword option 'reset' (asyncpg's pool hook run on release) is not "
+                "supported: connections go back to dbaccess's pool without a round trip; "
+                "do that work in setup=, which runs each time a connection is lent"
+            )
         # encode/databases let these keywords override the URL's parts (it updated the
         # URL's arguments to asyncpg with the keywords): a password kept out of the URL.
         self._parts = {

@@ -13,7 +13,8 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def readme_example(marker: str) -> str:
     """The README's Python code block that contains ``marker``."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    text = README.read_text(encoding="utf-8")
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", text, re.S)
     found = [block for block in blocks if marker in block]
     assert len(found) == 1, f"expected one README example with {marker!r}"
     return found[0]

@@ -9,7 +9,8 @@ What users configure on the drivers' own pools lives here too: an ``init`` hook 
 each new connection, a ``setup`` hook run on each loan (both given the driver's own
 connection), and the limits after which a connection is replaced: ``max_lifetime``
 (seconds since it opened), ``max_queries`` (queries it ran) and ``max_idle`` (seconds it
-sat unused). Unused, they cost nothing; used, a few comparisons at acquire and release.
+sat unused). Unused, they cost nothing; used, a few comparisons and clock reads at
+acquire and release.
 A connection past a limit is closed politely in a task of its own, and keeps its place
 in ``max_size`` until it is closed, so the server never sees more than ``max_size``.
 """
@@ -77,6 +78,8 @@ class Pool:
         self._max_queries = max_queries
         #: Whether a connection may be worn out (checked when it comes back and is lent).
         self._wears = max_lifetime is not None or max_queries is not None
+        #: No hook and no limit: loans and returns take the shortest path.
+        self._plain = not self._wears and setup is None and max_idle is None
         #: When each idle connection came back (kept only with max_idle). The idle deque
         #: is in that order too: oldest on the left, since release() appends on the right.
         self._idle_since: dict[BackendConnection, float] = {}
@@ -136,9 +139,21 @@ class Pool:
 
     def acquire_nowait(self) -> BackendConnection | None:
         """Lend an idle connection at once, or return None (then await acquire())."""
-        if self._setup is not None:
-            return None  # the setup hook must be awaited: acquire() runs it
-        return self._take_idle()
+        if not self._plain:
+            if self._setup is not None:
+                return None  # the setup hook must be awaited: acquire() runs it
+            return self._take_idle()
+        # _take_idle() without the limits, inline: this runs for every call made outside
+        # a block, and unused options must not make it slower.
+        if self._state is PoolState.OPEN:
+            idle = self._idle
+            while idle:
+                conn = idle.pop()
+                if not conn.is_closed:
+                    self._in_use.add(conn)
+                    return conn
+                conn.terminate()  # the server closed it while idle: free its socket
+        return None
 
     def _take_idle(self) -> BackendConnection | None:
         # Idle connections and live waiters never coexist: release() serves waiters first.
@@ -244,6 +259,8 @@ class Pool:
             self._retire(conn)  # its place is handed on once it is closed
         elif self._wake_one(conn):
             self._in_use.add(conn)
+        elif self._max_idle is None:
+            self._idle.append(conn)
         else:
             self._rest(conn)
         if self._all_returned is not None and not self._in_use:

@@ -62,6 +62,8 @@ class Pool:
         )
         self._state = PoolState.NEW
         self._all_returned: asyncio.Event | None = None
+        #: Idle connections being closed politely by close().
+        self._closing: list[BackendConnection] = []
 
     @property
     def stats(self) -> PoolStats:
@@ -199,24 +201,35 @@ class Pool:
         if self._state in (PoolState.CLOSING, PoolState.CLOSED):
             return
         self._state = PoolState.CLOSING
+        self._fail_waiters()
+        try:
+            if self._in_use and timeout != 0:
+                self._all_returned = asyncio.Event()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._all_returned.wait(), timeout)
+            self._closing, self._idle = list(self._idle), collections.deque()
+            await asyncio.gather(*(_close(conn) for conn in self._closing))
+        finally:
+            # Whatever interrupted the polite close (a cancelled disconnect()): nothing
+            # stays open.
+            self.terminate()
+
+    def terminate(self) -> None:
+        """Close every connection at once, lent or not, without waiting for the server."""
+        self._state = PoolState.CLOSED
+        self._fail_waiters()
+        for conn in (*self._closing, *self._idle, *self._in_use):
+            conn.terminate()  # idempotent: a no-op on a connection closed already
+        self._closing, self._idle = [], collections.deque()
+        self._in_use.clear()
+
+    def _fail_waiters(self) -> None:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(
                     InterfaceError("cannot acquire a connection: the pool was closed")
                 )
         self._waiters.clear()
-        idle, self._idle = list(self._idle), collections.deque()
-        try:
-            if self._in_use and timeout != 0:
-                self._all_returned = asyncio.Event()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._all_returned.wait(), timeout)
-            await asyncio.gather(*(_close(conn) for conn in idle))
-        finally:
-            for conn in list(self._in_use):
-                conn.terminate()
-            self._in_use.clear()
-            self._state = PoolState.CLOSED
 
 
 def _cancel_requests(task: asyncio.Task[Any] | None) -> int:

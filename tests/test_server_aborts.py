@@ -78,8 +78,7 @@ async def deadlock(
                 assert "eadlock" in str(exc)
                 await victim_body(exc)
 
-    results = await asyncio.gather(transfer(1, 2), transfer(2, 1), return_exceptions=True)
-    return [None if r is None else r for r in results]  # type: ignore[misc]
+    return list(await asyncio.gather(transfer(1, 2), transfer(2, 1), return_exceptions=True))
 
 
 @pytest.fixture
@@ -160,7 +159,7 @@ async def test_sqlite_write_interrupted_in_a_transaction(dialect: str, tmp_path:
         await db.execute(notes.insert(), {"text": "before", "completed": False})
         with pytest.raises(OperationalError, match="interrupt"):
             await db.execute(ENDLESS_INSERT)
-        with pytest.raises(OperationalError, match="no longer holds the transaction.*interrupt"):
+        with pytest.raises(OperationalError, match=r"no longer holds the transaction.*interrupt"):
             await db.execute(notes.insert(), {"text": "after", "completed": False})
         await transaction.rollback()  # succeeds: nothing left to undo
         assert transaction.state is TransactionState.ROLLED_BACK
@@ -183,9 +182,7 @@ async def test_sqlite_write_interrupted_in_a_transaction(dialect: str, tmp_path:
 
 
 @pytest.mark.parametrize("nested", [False, True], ids=["transaction", "savepoint"])
-async def test_execute_many_in_a_transaction_is_all_or_nothing(
-    db: Database, nested: bool
-) -> None:
+async def test_execute_many_in_a_transaction_is_all_or_nothing(db: Database, nested: bool) -> None:
     await db.execute(accounts.insert(), {"id": 510, "balance": 0})  # row 510 will clash
     rows = [{"id": n, "balance": n} for n in range(1, 1001)]
     async with db.transaction():

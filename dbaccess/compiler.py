@@ -46,6 +46,20 @@ __all__ = ["CompiledQuery", "Compiler", "Statement"]
 Query = ClauseElement | str
 
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+#: Statements that change a connection's session state, which must not reach the next
+#: user of the pooled connection: settings, cursors, prepared statements, temporary
+#: objects, session locks and listeners, MySQL user variables and LOCK TABLES, SQLite
+#: pragma assignments and attached databases. Matched once per distinct statement (at
+#: compile time); a false positive costs one reset of the connection, never a leak.
+_CHANGES_SESSION = re.compile(
+    r"(?:^|;)\s*(?:(?:SET|RESET|LISTEN|UNLISTEN|DECLARE|PREPARE|DEALLOCATE|DISCARD|USE"
+    r"|ATTACH|DETACH|HANDLER|LOCK\s+TABLES|CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?TEMP(?:ORARY)?)\b"
+    r"|PRAGMA\s+[\w.]+\s*=)"
+    r"|\b(?:pg_advisory_lock|pg_advisory_lock_shared|pg_try_advisory_lock"
+    r"|pg_try_advisory_lock_shared|set_config|GET_LOCK)\s*\("
+    r"|@\w+\s*:=|\bINTO\s+@",
+    re.IGNORECASE,
+)
 _INSERT = re.compile(r"^\s*(INSERT|REPLACE)\b", re.IGNORECASE)
 
 
@@ -55,6 +69,7 @@ class Statement:
     __slots__ = (
         "_metas",
         "binder",
+        "changes_session",
         "compiled",
         "defaults",
         "expanding",
@@ -91,6 +106,9 @@ class Statement:
     ) -> None:
         self.compiled = compiled
         self.sql: str = compiled.string
+        #: Whether running it changes the connection's session state (see above): the
+        #: connection is then reset before it goes back to the pool.
+        self.changes_session = bool(_CHANGES_SESSION.search(self.sql))
         self.names = names
         self.processors = processors
         self.expanding = expanding

@@ -10,11 +10,13 @@ each call borrows a pooled connection for that call only.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .backends.base import DEFAULT_MODE, BackendConnection, Outcome, Rows
+from . import errors
+from .backends.base import DEFAULT_MODE, BackendConnection, Outcome, Rows, TransactionMode
 from .compiler import CompiledQuery, Query
 from .errors import DBAccessError, InterfaceError, OperationalError
 from .record import Record
@@ -29,6 +31,9 @@ __all__ = ["Connection"]
 #: Rows fetched per round trip by iterate().
 ITERATE_CHUNK_SIZE = 1000
 
+#: Savepoint names, unique in the process (MySQL drops an older savepoint of the same name).
+_savepoint_ids = itertools.count(1)
+
 
 class Connection:
     """A database connection for the current task; reusable with ``async with``."""
@@ -42,6 +47,14 @@ class Connection:
         #: A statement was interrupted (cancelled) mid-way: the driver connection's
         #: state is unknown, so it is closed instead of going back to the pool.
         self._broken = False
+        #: The error after which the server rolled back the transaction this connection
+        #: is in (a deadlock victim, an interrupted SQLite write): until the outermost
+        #: transaction ends, every statement and every commit refuses to run, naming it.
+        self._aborted: DBAccessError | None = None
+        #: A statement of this block changed the session (SET, temporary table...):
+        #: reset it before the next user. (What runs through raw_connection is out of
+        #: sight: the caller's to undo.)
+        self._session_changed = False
         # Per task, what the ContextVar held before each `async with` entered.
         # (An entry lives from a block's entry to its exit, so a plain dict does not leak.)
         self._restore: dict[asyncio.Task[Any], list[Connection | None]] = {}
@@ -83,6 +96,8 @@ class Connection:
         if self._refs == 0:
             self._raw = await self._database._acquire()
             self._broken = False
+            self._aborted = None
+            self._session_changed = False
         self._refs += 1
 
     async def _release_ref(self) -> None:
@@ -93,7 +108,7 @@ class Connection:
     async def _release_raw(self) -> None:
         raw, self._raw = self._raw, None
         if raw is not None:
-            await self._database._give_back(raw, broken=self._broken)
+            await self._database._give_back(raw, broken=self._broken, reset=self._session_changed)
 
     @property
     def raw_connection(self) -> Any:
@@ -118,7 +133,7 @@ class Connection:
     ) -> list[Record]:
         """Run a query and return all its rows."""
         compiled = self._database._compiler.compile(query, values)
-        rows, keys = await self._use(_fetch_all, compiled)
+        rows, keys = await self._use(_fetch_all, compiled, compiled.statement.changes_session)
         return compiled.statement.meta(keys).make_all(rows)
 
     async def fetch_one(
@@ -126,7 +141,7 @@ class Connection:
     ) -> Record | None:
         """Run a query and return its first row, or None when it has none."""
         compiled = self._database._compiler.compile(query, values)
-        rows, keys = await self._use(_fetch_one, compiled)
+        rows, keys = await self._use(_fetch_one, compiled, compiled.statement.changes_session)
         return compiled.statement.meta(keys).make(rows[0]) if rows else None
 
     async def fetch_val(
@@ -140,8 +155,8 @@ class Connection:
         """Run a statement; return the new primary key after an INSERT, the first value
         of the first row when it returns rows (RETURNING), else None."""
         compiled = self._database._compiler.compile(query, values)
-        outcome = await self._use(_execute, compiled)
         statement = compiled.statement
+        outcome = await self._use(_execute, compiled, statement.changes_session)
         if statement.returns_rows:
             if not outcome.rows:
                 return None
@@ -153,29 +168,27 @@ class Connection:
     ) -> ExecuteResult:
         """Run a statement and report its rowcount, new primary key and RETURNING rows."""
         compiled = self._database._compiler.compile(query, values)
-        outcome = await self._use(_execute, compiled)
+        outcome = await self._use(_execute, compiled, compiled.statement.changes_session)
         return _result(compiled, outcome)
 
     async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement once per mapping of values, atomically, in few round trips."""
         batches = self._database._compiler.compile_many(query, values)
         if batches:
-            await self._use(_execute_many, batches)
+            await self._use(_execute_many, batches, False)
 
     async def iterate(
         self, query: Query, values: Mapping[str, Any] | None = None
     ) -> AsyncGenerator[Record, None]:
         """Yield a query's rows as they arrive, without holding them all in memory.
 
-        Inside a transaction the rows stream on the transaction's connection (other
-        statements may run between chunks); otherwise on a connection of their own,
-        so queries inside the loop never wait for the loop.
+        Inside a transaction or a ``connection()`` block the rows stream on the block's
+        connection (other statements may run between chunks); otherwise on a connection
+        of their own, so queries inside the loop never wait for the loop.
         """
         compiled = self._database._compiler.compile(query, values)
-        if self._refs and self._transactions:
-            stream = self._stream_shared(compiled)
-        else:
-            stream = self._stream_dedicated(compiled)
+        shared = bool(self._refs)
+        stream = self._stream_shared(compiled) if shared else self._stream_dedicated(compiled)
         try:
             async for rows, meta_keys in stream:
                 meta = compiled.statement.meta(meta_keys)
@@ -189,6 +202,8 @@ class Connection:
         try:
             raw = self._checked_raw()
             raw.queries += 1
+            if compiled.statement.changes_session:
+                self._session_changed = True
             chunks = raw.stream(compiled.sql, compiled.args, ITERATE_CHUNK_SIZE, True)
             try:
                 while True:
@@ -198,12 +213,16 @@ class Connection:
                         except StopAsyncIteration:
                             return
                         except BaseException as exc:
-                            self._note_failure(exc)
+                            await self._after_error(raw, exc)
                             raise
                     yield chunk
             finally:
                 async with self._lock:
-                    await chunks.aclose()
+                    try:
+                        await chunks.aclose()
+                    except BaseException as exc:
+                        self._note_failure(exc)  # the cursor may be left open: close it
+                        raise
         finally:
             await self._release_ref()
 
@@ -228,25 +247,30 @@ class Connection:
                 broken = True
                 raise
             finally:
-                await database._give_back(raw, broken=broken)
+                await database._give_back(
+                    raw, broken=broken, reset=compiled.statement.changes_session
+                )
 
     # -- running statements ------------------------------------------------------
 
-    async def _use(self, operation: Any, argument: Any) -> Any:
+    async def _use(self, operation: Any, argument: Any, changes_session: bool) -> Any:
         """Run ``operation(raw, argument)`` on this task's driver connection, or on a
         pooled one for this call only when none is bound."""
         if not self._refs:
-            return await self._database._with_pooled(operation, argument)
+            return await self._database._with_pooled(operation, argument, changes_session)
         self._refs += 1  # a child task may still run a statement when the block ends
         lock = self._lock
         try:
             await lock.acquire()
             try:
                 raw = self._checked_raw()
-                return await operation(raw, argument)
-            except BaseException as exc:
-                self._note_failure(exc)
-                raise
+                if changes_session:
+                    self._session_changed = True
+                try:
+                    return await operation(raw, argument)
+                except BaseException as exc:
+                    await self._after_error(raw, exc)
+                    raise
             finally:
                 lock.release()
         finally:
@@ -268,11 +292,144 @@ class Connection:
                 "the connection to the database was lost (closed by the server, or a "
                 "network failure); leave the block: the next one gets a new connection"
             )
+        if self._aborted is not None:
+            raise _aborted_error("run a statement", self._aborted)
         return raw
 
     def _note_failure(self, exc: BaseException) -> None:
         if not isinstance(exc, DBAccessError):
             self._broken = True
+
+    async def _after_error(self, raw: BackendConnection, exc: BaseException) -> None:
+        """Note what a failed statement left: a connection in an unknown state (it was
+        interrupted), or a transaction the server rolled back whole."""
+        if not isinstance(exc, DBAccessError):
+            self._broken = True
+            return
+        if not self._transactions or self._aborted is not None or raw.is_closed:
+            return
+        try:
+            survived = await raw.transaction_survived()
+        except BaseException:
+            self._broken = True
+            raise
+        if not survived:
+            self._aborted = exc
+
+    # -- transactions (driven by Transaction) ------------------------------------
+
+    def _is_innermost(self, transaction: Transaction) -> bool:
+        return bool(self._transactions) and self._transactions[-1] is transaction
+
+    async def _begin_transaction(
+        self, transaction: Transaction, mode: TransactionMode
+    ) -> str | None:
+        """BEGIN, or a SAVEPOINT inside an active transaction (its name is returned)."""
+        async with self._lock:
+            raw = self._checked_raw()
+            savepoint = None
+            try:
+                if self._transactions:
+                    if mode != DEFAULT_MODE:
+                        raise InterfaceError(
+                            "cannot set isolation, readonly or deferrable on a nested "
+                            "transaction: it is a savepoint of the outer one"
+                        )
+                    savepoint = f"dbaccess_savepoint_{next(_savepoint_ids)}"
+                    await raw.run(f"SAVEPOINT {savepoint}")
+                else:
+                    await raw.begin(mode)
+            except BaseException as exc:
+                await self._after_error(raw, exc)
+                raise
+            self._transactions.append(transaction)
+            return savepoint
+
+    async def _end_transaction(
+        self, transaction: Transaction, savepoint: str | None, commit: bool
+    ) -> None:
+        """COMMIT or ROLLBACK (RELEASE or ROLLBACK TO a savepoint); whatever happens,
+        the transaction is no longer this connection's innermost one afterwards."""
+        try:
+            async with self._lock:
+                if self._broken and not commit:
+                    # The statement in flight was interrupted; the connection will be
+                    # closed, and the server rolls the transaction back with it.
+                    return
+                aborted = self._aborted
+                if aborted is not None:
+                    # The server rolled everything back already: nothing to undo, and
+                    # nothing to commit.
+                    if savepoint is None:
+                        await self._roll_back_quietly()
+                    if commit:
+                        raise _aborted_error("commit the transaction", aborted)
+                    return
+                raw = self._checked_raw()
+                try:
+                    await _finish(raw, savepoint, commit)
+                except BaseException as exc:
+                    self._note_failure(exc)
+                    await self._clean_up_after_failure(savepoint)
+                    raise
+        finally:
+            self._transactions.pop()  # the innermost: Transaction checked it
+            if not self._transactions:
+                self._aborted = None
+
+    async def _roll_back_quietly(self) -> None:
+        """End what the backend still keeps of a transaction the server ended (SQLite's
+        read-only pragma); a connection that fails at it is closed, not reused."""
+        raw = self._raw
+        if self._broken or raw is None or raw.is_closed:
+            return
+        try:
+            await raw.rollback()
+        except DBAccessError:
+            self._broken = True
+
+    async def _clean_up_after_failure(self, savepoint: str | None) -> None:
+        """After a failed COMMIT (or RELEASE), leave no transaction or lock behind."""
+        raw = self._raw
+        if self._broken or raw is None or raw.is_closed:
+            return
+        try:
+            if savepoint is None:
+                if raw.in_transaction:
+                    await raw.rollback()
+            else:
+                await raw.run(f"ROLLBACK TO SAVEPOINT {savepoint}")
+        except DBAccessError:
+            self._broken = True  # let the pool close it rather than reuse it
+
+
+def _aborted_error(action: str, orig: DBAccessError) -> DBAccessError:
+    """The error for using a transaction the server no longer holds: of the original
+    error's dbaccess class (a deadlock stays an OperationalError, which retry loops
+    catch), naming it."""
+    cls = next(c for c in type(orig).__mro__ if c in _PUBLIC)
+    error: DBAccessError = cls(
+        f"cannot {action}: the server no longer holds the transaction (it rolled it back "
+        f"whole, or it never began) after this error in it: {type(orig).__name__}: {orig}; "
+        "leave the block (roll it back) and retry it"
+    )
+    error.__cause__ = orig
+    return error
+
+
+_PUBLIC: frozenset[type[DBAccessError]] = frozenset(
+    getattr(errors, name) for name in errors.__all__ if name != "ConfigurationError"
+)
+
+
+async def _finish(raw: BackendConnection, savepoint: str | None, commit: bool) -> None:
+    if savepoint is None:
+        await (raw.commit() if commit else raw.rollback())
+    elif commit:
+        await raw.run(f"RELEASE SAVEPOINT {savepoint}")
+    else:
+        await raw.run(f"ROLLBACK TO SAVEPOINT {savepoint}")
+        await raw.run(f"RELEASE SAVEPOINT {savepoint}")
 
 
 # One function per kind of call, shared by pooled and bound connections.
@@ -297,11 +454,25 @@ async def _execute_many(
     raw: BackendConnection, batches: list[tuple[str, list[Sequence[Any]]]]
 ) -> None:
     raw.queries += 1
-    if raw.in_transaction or (len(batches) == 1 and raw.atomic_execute_many):
-        for sql, many_args in batches:
-            await raw.execute_many(sql, many_args)
+    # All rows or none, on every backend: inside a transaction under a savepoint, so
+    # that a caller who catches the error can still commit the rest of its work.
+    if raw.in_transaction:
+        savepoint = f"dbaccess_savepoint_{next(_savepoint_ids)}"
+        await raw.run(f"SAVEPOINT {savepoint}")
+        try:
+            for sql, many_args in batches:
+                await raw.execute_many(sql, many_args)
+        except DBAccessError:
+            # (Unless the server rolled the whole transaction back: the savepoint went
+            # with it, and the connection reports that to the transaction.)
+            if await raw.transaction_survived():
+                await _finish(raw, savepoint, commit=False)
+            raise
+        await raw.run(f"RELEASE SAVEPOINT {savepoint}")
         return
-    # All rows or none, on every backend.
+    if len(batches) == 1 and raw.atomic_execute_many:
+        await raw.execute_many(*batches[0])
+        return
     await raw.begin(DEFAULT_MODE)
     try:
         for sql, many_args in batches:

@@ -3,6 +3,7 @@ each call to the current task's connection or to a pooled one."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import logging
@@ -67,6 +68,9 @@ class Database:
         self._per_call = Connection(self)
         self._global_connection: Connection | None = None
         self._global_transaction: Transaction | None = None
+        # connect() and disconnect() run one at a time: a second connect() waits for
+        # the first one's pool instead of failing, or opening a second pool.
+        self._lifecycle = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"<Database {self.url.obscure_password!r} {self._state.value}>"
@@ -81,8 +85,11 @@ class Database:
         """Open the pool (``min_size`` connections). Does nothing if connected."""
         if self._state is DatabaseState.CONNECTED:
             return
-        if self._state is not DatabaseState.DISCONNECTED:
-            raise InterfaceError(f"cannot connect: the database is {self._state.value}")
+        async with self._lifecycle:
+            if self._state is DatabaseState.DISCONNECTED:
+                await self._connect()
+
+    async def _connect(self) -> None:
         self._state = DatabaseState.CONNECTING
         options = self._backend.options
         pool = Pool(
@@ -106,8 +113,7 @@ class Database:
                 self._global_connection = connection
                 self._global_transaction = await connection.transaction(force_rollback=True)
         except BaseException:
-            self._state = DatabaseState.CONNECTED
-            await self.disconnect()
+            await self._disconnect(DISCONNECT_TIMEOUT)
             raise
         logger.info("connected to %s", self.url.obscure_password)
 
@@ -117,7 +123,13 @@ class Database:
         nothing if not connected."""
         if self._state is not DatabaseState.CONNECTED:
             return
+        async with self._lifecycle:
+            if self._state is DatabaseState.CONNECTED:
+                await self._disconnect(timeout)
+
+    async def _disconnect(self, timeout: float | None) -> None:
         self._state = DatabaseState.DISCONNECTING
+        pool = self._pool
         try:
             transaction, self._global_transaction = self._global_transaction, None
             connection, self._global_connection = self._global_connection, None
@@ -129,11 +141,18 @@ class Database:
                     await connection._release_ref()
                 # The pool stays reachable while it closes: connections given back
                 # meanwhile must reach it (its close() waits for them).
-                if self._pool is not None:
-                    await self._pool.close(timeout)
-                self._pool = None
+                if pool is not None:
+                    await pool.close(timeout)
                 await self._backend.close()
+        except BaseException:
+            # Interrupted (cancelled, most likely): close what is left at once, without
+            # waiting for anything, so that no connection outlives the Database.
+            if pool is not None:
+                pool.terminate()
+            self._backend.terminate()
+            raise
         finally:
+            self._pool = None
             self._state = DatabaseState.DISCONNECTED
         logger.info("disconnected from %s", self.url.obscure_password)
 
@@ -248,7 +267,7 @@ class Database:
     async def _acquire(self) -> BackendConnection:
         return await self._connected_pool("run a query").acquire()
 
-    async def _with_pooled(self, operation: Any, argument: Any) -> Any:
+    async def _with_pooled(self, operation: Any, argument: Any, changes_session: bool) -> Any:
         """Run ``operation(raw, argument)`` on a connection borrowed for this call."""
         pool = self._pool
         if pool is None:
@@ -257,16 +276,21 @@ class Database:
         try:
             result = await operation(raw, argument)
         except BaseException as exc:
-            await self._give_back(raw, broken=not isinstance(exc, DBAccessError))
+            await self._give_back(
+                raw, broken=not isinstance(exc, DBAccessError), reset=changes_session
+            )
             raise
-        if raw.in_transaction or raw.is_closed:
-            await self._give_back(raw, broken=False)
+        if raw.in_transaction or raw.is_closed or changes_session:
+            await self._give_back(raw, broken=False, reset=changes_session)
         else:
             pool.release(raw)
         return result
 
-    async def _give_back(self, raw: BackendConnection, *, broken: bool) -> None:
-        """Return a driver connection to the pool clean, or close it."""
+    async def _give_back(
+        self, raw: BackendConnection, *, broken: bool, reset: bool = False
+    ) -> None:
+        """Return a driver connection to the pool clean, or close it. ``reset``: a
+        statement changed its session state, which must not reach the next user."""
         pool = self._pool
         if pool is None:  # disconnected meanwhile: the pool closed it already
             raw.terminate()
@@ -274,12 +298,15 @@ class Database:
         if broken or raw.is_closed:
             pool.discard(raw)
             return
-        if raw.in_transaction:
-            # A transaction the caller opened by hand (raw "BEGIN") must not reach the
-            # next user of this connection.
-            try:
+        try:
+            if raw.in_transaction:
+                # A transaction the caller opened by hand (raw "BEGIN") must not reach
+                # the next user of this connection.
                 await raw.rollback()
-            except BaseException:
+            if reset and not await raw.reset_session():
                 pool.discard(raw)
-                raise
+                return
+        except BaseException:
+            pool.discard(raw)
+            raise
         pool.release(raw)

@@ -84,8 +84,9 @@ class Pool:
         #: is in that order too: oldest on the left, since release() appends on the right.
         self._idle_since: dict[BackendConnection, float] = {}
         self._sweeper: asyncio.TimerHandle | None = None
-        #: Connections past a limit, closing politely; each holds its place meanwhile.
-        self._retiring: set[asyncio.Task[None]] = set()
+        #: Connections past a limit, closing politely (by the task closing each); each
+        #: holds its place meanwhile.
+        self._retiring: dict[asyncio.Task[None], BackendConnection] = {}
         self._idle: collections.deque[BackendConnection] = collections.deque()
         self._in_use: set[BackendConnection] = set()
         self._opening = 0
@@ -94,6 +95,8 @@ class Pool:
         )
         self._state = PoolState.NEW
         self._all_returned: asyncio.Event | None = None
+        #: Idle connections being closed politely by close().
+        self._closing: list[BackendConnection] = []
 
     @property
     def stats(self) -> PoolStats:
@@ -300,11 +303,11 @@ class Pool:
     def _retire(self, conn: BackendConnection) -> None:
         """Close a connection past a limit politely, in a task of its own."""
         task = asyncio.get_running_loop().create_task(_close(conn))
-        self._retiring.add(task)
+        self._retiring[task] = conn
         task.add_done_callback(self._retired)
 
     def _retired(self, task: asyncio.Task[None]) -> None:
-        self._retiring.discard(task)
+        self._retiring.pop(task, None)
         if self._state is PoolState.OPEN:
             self._wake_one()  # the place it held is free: a waiter opens a connection in it
 
@@ -318,28 +321,46 @@ class Pool:
         if self._state in (PoolState.CLOSING, PoolState.CLOSED):
             return
         self._state = PoolState.CLOSING
+        self._fail_waiters()
+        self._stop_sweeping()
+        try:
+            if self._in_use and timeout != 0:
+                self._all_returned = asyncio.Event()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._all_returned.wait(), timeout)
+            self._closing, self._idle = list(self._idle), collections.deque()
+            self._idle_since.clear()
+            # With the connections past a limit that are closing already.
+            await asyncio.gather(*(_close(conn) for conn in self._closing), *self._retiring)
+        finally:
+            # Whatever interrupted the polite close (a cancelled disconnect()): nothing
+            # stays open.
+            self.terminate()
+
+    def terminate(self) -> None:
+        """Close every connection at once, lent or not, without waiting for the server."""
+        self._state = PoolState.CLOSED
+        self._fail_waiters()
+        self._stop_sweeping()
+        retiring = self._retiring.values()
+        for conn in (*self._closing, *self._idle, *self._in_use, *retiring):
+            conn.terminate()  # idempotent: a no-op on a connection closed already
+        self._closing, self._idle = [], collections.deque()
+        self._idle_since.clear()
+        self._in_use.clear()
+
+    def _stop_sweeping(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def _fail_waiters(self) -> None:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(
                     InterfaceError("cannot acquire a connection: the pool was closed")
                 )
         self._waiters.clear()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        idle, self._idle = list(self._idle), collections.deque()
-        self._idle_since.clear()
-        try:
-            if self._in_use and timeout != 0:
-                self._all_returned = asyncio.Event()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._all_returned.wait(), timeout)
-            await asyncio.gather(*(_close(conn) for conn in idle), *self._retiring)
-        finally:
-            for conn in list(self._in_use):
-                conn.terminate()
-            self._in_use.clear()
-            self._state = PoolState.CLOSED
 
 
 def _cancel_requests(task: asyncio.Task[Any] | None) -> int:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import enum
 import functools
-import itertools
 from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from .backends.base import DEFAULT_MODE, TransactionMode
-from .errors import DBAccessError, InterfaceError, NotSupportedError
+from .backends.base import TransactionMode
+from .errors import InterfaceError, NotSupportedError
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -26,7 +25,6 @@ __all__ = ["Transaction", "TransactionState"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_savepoint_ids = itertools.count(1)
 _ALL_ISOLATION_LEVELS = frozenset(
     {"read uncommitted", "read committed", "repeatable read", "serializable"}
 )
@@ -133,26 +131,10 @@ class Transaction:
         connection = self._connection_factory()
         await connection.__aenter__()
         try:
-            async with connection._lock:
-                raw = connection._checked_raw()
-                try:
-                    if connection._transactions:
-                        if self._mode != DEFAULT_MODE:
-                            raise InterfaceError(
-                                "cannot set isolation, readonly or deferrable on a nested "
-                                "transaction: it is a savepoint of the outer one"
-                            )
-                        self._savepoint = f"dbaccess_savepoint_{next(_savepoint_ids)}"
-                        await raw.run(f"SAVEPOINT {self._savepoint}")
-                    else:
-                        await raw.begin(self._mode)
-                except BaseException as exc:
-                    connection._note_failure(exc)
-                    raise
+            self._savepoint = await connection._begin_transaction(self, self._mode)
         except BaseException:
             await connection.__aexit__()
             raise
-        connection._transactions.append(self)
         self._connection = connection
         self._state = TransactionState.ACTIVE
         return self
@@ -167,60 +149,22 @@ class Transaction:
 
     async def _end(self, *, commit: bool) -> None:
         verb = "commit" if commit else "roll back"
-        if self._state is not TransactionState.ACTIVE:
-            raise InterfaceError(f"cannot {verb} the transaction: it is {self._state.value}")
         connection = self._connection
-        assert connection is not None  # set whenever the state is ACTIVE
-        if connection._transactions[-1] is not self:
+        if self._state is not TransactionState.ACTIVE or connection is None:
+            raise InterfaceError(f"cannot {verb} the transaction: it is {self._state.value}")
+        if not connection._is_innermost(self):
             raise InterfaceError(
                 f"cannot {verb} the transaction: a transaction nested in it is still "
                 "active; end that one first"
             )
         ended = TransactionState.COMMITTED if commit else TransactionState.ROLLED_BACK
         try:
-            async with connection._lock:
-                if connection._broken and not commit:
-                    # The statement in flight was interrupted; the connection will be
-                    # closed, and the server rolls the transaction back with it.
-                    self._state = ended
-                    return
-                raw = connection._checked_raw()
-                try:
-                    await self._finish(raw, commit)
-                except BaseException as exc:
-                    connection._note_failure(exc)
-                    await self._clean_up_after_failure(connection)
-                    raise
+            await connection._end_transaction(self, self._savepoint, commit)
             self._state = ended
         finally:
             if self._state is TransactionState.ACTIVE:
                 self._state = TransactionState.FAILED
-            connection._transactions.pop()
             await connection.__aexit__()
-
-    async def _finish(self, raw: Any, commit: bool) -> None:
-        savepoint = self._savepoint
-        if savepoint is None:
-            await (raw.commit() if commit else raw.rollback())
-        elif commit:
-            await raw.run(f"RELEASE SAVEPOINT {savepoint}")
-        else:
-            await raw.run(f"ROLLBACK TO SAVEPOINT {savepoint}")
-            await raw.run(f"RELEASE SAVEPOINT {savepoint}")
-
-    async def _clean_up_after_failure(self, connection: Connection) -> None:
-        """After a failed COMMIT (or RELEASE), leave no transaction or lock behind."""
-        raw = connection._raw
-        if connection._broken or raw is None or raw.is_closed:
-            return
-        try:
-            if self._savepoint is None:
-                if raw.in_transaction:
-                    await raw.rollback()
-            else:
-                await raw.run(f"ROLLBACK TO SAVEPOINT {self._savepoint}")
-        except DBAccessError:
-            connection._broken = True  # let the pool close it rather than reuse it
 
     def __repr__(self) -> str:
         kind = "savepoint" if self._savepoint else "transaction"

@@ -84,15 +84,28 @@ class BackendConnection(Protocol):
         """Run one statement once per argument tuple, through the driver's bulk path."""
 
     def stream(
-        self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
+        self, sql: str, args: Sequence[Any], chunk_size: int, shared: bool
     ) -> AsyncGenerator[Rows, None]:
-        """Yield the result in chunks without holding it all in memory."""
+        """Yield the result in chunks without holding it all in memory. ``shared``: other
+        statements may run on this connection between two chunks (the loop's body runs
+        on the connection of its block), inside a transaction or not."""
+
+    async def transaction_survived(self) -> bool:
+        """After a statement failed inside a transaction: whether the server still holds
+        the transaction, or rolled it back whole (a deadlock victim, an interrupted
+        SQLite write). Errors are rare: this may cost a round trip."""
 
     async def begin(self, mode: TransactionMode) -> None: ...
 
     async def commit(self) -> None: ...
 
-    async def rollback(self) -> None: ...
+    async def rollback(self) -> None:
+        """Roll back; a no-op when the server holds no transaction any more."""
+
+    async def reset_session(self) -> bool:
+        """Undo what the statements of the last user changed in the session (settings,
+        cursors, temporary tables, session locks, listeners): True when done, False when
+        the connection cannot be reset in place and must be closed instead."""
 
     async def run(self, sql: str) -> None:
         """Run a statement without parameters or results (SAVEPOINT, SET...)."""
@@ -129,3 +142,6 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Release what the backend holds beyond its connections (after the pool closed)."""
+
+    def terminate(self) -> None:
+        """Release it at once, without waiting (close() was interrupted)."""

@@ -239,11 +239,11 @@ class MySQLConnection(BackendConnection):
             raise self._translate(exc) from exc
 
     async def stream(
-        self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
+        self, sql: str, args: Sequence[Any], chunk_size: int, shared: bool
     ) -> AsyncGenerator[Rows, None]:
         errors = (self._driver.error, OSError, asyncio.TimeoutError)
-        if transaction_open:
-            # Other statements of the transaction may run between chunks, and MySQL
+        if shared:
+            # Other statements may run on this connection between chunks, and MySQL
             # allows none while an unbuffered result is pending: buffer this one.
             rows, keys = await self.fetch(sql, args, None)
             for start in range(0, len(rows), chunk_size):
@@ -271,6 +271,18 @@ class MySQLConnection(BackendConnection):
                 # pool replaces the connection.
                 self.terminate()
 
+    async def transaction_survived(self) -> bool:
+        # The drivers read the server's in-transaction flag from OK packets, and an error
+        # packet carries none: after a deadlock (1213), which rolls the whole transaction
+        # back, the flag still says "in a transaction". One empty statement refreshes it.
+        if self.is_closed:
+            return False
+        try:
+            await self.execute("DO 0", (), False)
+        except DBAccessError:
+            return False
+        return bool(self._conn.get_transaction_status())
+
     async def begin(self, mode: TransactionMode) -> None:
         begin: tuple[str, ...] = (
             "START TRANSACTION READ ONLY" if mode.readonly else "START TRANSACTION",
@@ -294,6 +306,12 @@ class MySQLConnection(BackendConnection):
             self._begin = ()
             return
         await self.run("ROLLBACK")
+
+    async def reset_session(self) -> bool:
+        # Neither driver offers COM_RESET_CONNECTION, and session state has many forms
+        # (variables, user variables, temporary tables, GET_LOCK, LOCK TABLES): a new
+        # connection is the reliable reset.
+        return False
 
     async def run(self, sql: str) -> None:
         await self.execute(sql, (), False)
@@ -449,4 +467,7 @@ class MySQLBackendBase(Backend):
         return f"SET SESSION max_execution_time = {round(seconds * 1000)}"
 
     async def close(self) -> None:
+        return None
+
+    def terminate(self) -> None:
         return None

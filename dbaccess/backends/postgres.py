@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -116,6 +117,18 @@ _LOST = (
 )
 
 
+_cursor_ids = itertools.count(1)
+
+#: Back to a fresh session: settings (to the values the connection started with),
+#: session advisory locks, cursors, listeners, the session user and temporary tables.
+#: DISCARD ALL would also drop the prepared statements asyncpg caches: this is the rest
+#: of it, in its order.
+_RESET_SESSION = (
+    "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; "
+    "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+)
+
+
 def _rowcount(status: str) -> int:
     count = status.rpartition(" ")[2]
     return int(count) if count.isdigit() else -1
@@ -185,10 +198,17 @@ class PostgresConnection(BackendConnection):
             raise self._failed(exc) from exc
 
     async def stream(
-        self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
+        self, sql: str, args: Sequence[Any], chunk_size: int, shared: bool
     ) -> AsyncGenerator[Rows, None]:
+        if shared and not self.in_transaction:
+            # Statements of the loop's body run between chunks, each committing on its
+            # own: the cursor must outlive their transactions (WITH HOLD).
+            async for chunk in self._stream_held(sql, args, chunk_size):
+                yield chunk
+            return
         # A server-side cursor lives inside a transaction: open one if none is.
-        if not transaction_open:
+        own_transaction = not self.in_transaction
+        if own_transaction:
             await self.run("BEGIN")
         finished = False
         try:
@@ -206,8 +226,36 @@ class PostgresConnection(BackendConnection):
                 yield rows, tuple(rows[0].keys())
             finished = True
         finally:
-            if not transaction_open and not self.is_closed:
+            if own_transaction and not self.is_closed:
                 await self.run("COMMIT" if finished else "ROLLBACK")
+
+    async def _stream_held(
+        self, sql: str, args: Sequence[Any], chunk_size: int
+    ) -> AsyncGenerator[Rows, None]:
+        """Stream through a WITH HOLD cursor, which PostgreSQL keeps (materialised on
+        the server, not in this process) after its transaction ends."""
+        name = f"dbaccess_cursor_{next(_cursor_ids)}"
+        try:
+            await self._conn.execute(f"DECLARE {name} NO SCROLL CURSOR WITH HOLD FOR {sql}", *args)
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
+        try:
+            while True:
+                try:
+                    rows = await self._conn.fetch(f"FETCH FORWARD {int(chunk_size)} FROM {name}")
+                except _DRIVER_ERRORS as exc:
+                    raise self._failed(exc) from exc
+                if not rows:
+                    break
+                yield rows, tuple(rows[0].keys())
+        finally:
+            if not self.is_closed:
+                await self.run(f"CLOSE {name}")
+
+    async def transaction_survived(self) -> bool:
+        # PostgreSQL never ends a transaction on an error: it holds it, aborted, until
+        # ROLLBACK (or ROLLBACK TO SAVEPOINT) and refuses every statement meanwhile.
+        return self.in_transaction
 
     async def begin(self, mode: TransactionMode) -> None:
         sql = "BEGIN"
@@ -234,6 +282,15 @@ class PostgresConnection(BackendConnection):
 
     async def rollback(self) -> None:
         await self.run("ROLLBACK")
+
+    async def reset_session(self) -> bool:
+        # What asyncpg's own pool runs on every release, and the temporary tables; here
+        # only after a statement that changed the session (one round trip).
+        try:
+            await self._conn.execute(_RESET_SESSION)
+        except _DRIVER_ERRORS:
+            return False
+        return True
 
     async def run(self, sql: str) -> None:
         try:
@@ -407,4 +464,7 @@ class PostgresBackend(Backend):
         return PostgresConnection(conn)
 
     async def close(self) -> None:
+        return None
+
+    def terminate(self) -> None:
         return None

@@ -317,7 +317,7 @@ class SQLiteConnection(BackendConnection):
         await self._in_thread(_execute_many, sql, many_args)
 
     async def stream(
-        self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
+        self, sql: str, args: Sequence[Any], chunk_size: int, shared: bool
     ) -> AsyncGenerator[Rows, None]:
         if self._begin:  # the cursor below is opened outside _in_thread: begin first
             await self._in_thread(_nothing)
@@ -339,6 +339,11 @@ class SQLiteConnection(BackendConnection):
                 yield rows, keys  # type: ignore[misc]
         finally:
             await cursor.close()
+
+    async def transaction_survived(self) -> bool:
+        # SQLite rolls the whole transaction back on some errors (SQLITE_INTERRUPT from
+        # command_timeout, SQLITE_FULL, SQLITE_NOMEM...); its autocommit flag tells.
+        return not self._closed and bool(self._conn.in_transaction)
 
     async def begin(self, mode: TransactionMode) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads
@@ -364,11 +369,20 @@ class SQLiteConnection(BackendConnection):
                 )
             return
         try:
-            await self.run(sql)
+            if sql == "COMMIT" or self._conn.in_transaction:
+                # (A ROLLBACK of a transaction SQLite already rolled back would fail
+                # with "no transaction is active".)
+                await self.run(sql)
         finally:
             if self._query_only and not self._conn.in_transaction:
                 await self.run("PRAGMA query_only = OFF")
                 self._query_only = False
+
+    async def reset_session(self) -> bool:
+        # Pragmas, temporary tables and attached databases belong to the connection: a
+        # new one (cheap: no server) starts clean. A memory database lives on in the
+        # backend's keeper connection.
+        return False
 
     async def run(self, sql: str) -> None:
         await self._in_thread(_run, sql)
@@ -494,6 +508,11 @@ class SQLiteBackend(Backend):
             await keeper.close()
         if self._stopping:  # worker threads of terminated connections
             await asyncio.wait(set(self._stopping), timeout=5.0)
+
+    def terminate(self) -> None:
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.terminate()
 
     async def _open(self) -> SQLiteConnection:
         try:

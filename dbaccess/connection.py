@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,10 @@ __all__ = ["Connection"]
 #: Rows fetched per round trip by iterate().
 ITERATE_CHUNK_SIZE = 1000
 
+#: The transactions the current context started, outermost first (child tasks inherit
+#: their parent's): how a connection shared by tasks tells whose turn it is.
+_chain: ContextVar[tuple[Transaction, ...]] = ContextVar("dbaccess.transactions", default=())
+
 #: Savepoint names, unique in the process (MySQL drops an older savepoint of the same name).
 _savepoint_ids = itertools.count(1)
 
@@ -38,8 +43,14 @@ _savepoint_ids = itertools.count(1)
 class Connection:
     """A database connection for the current task; reusable with ``async with``."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, shared_by_tasks: bool = False) -> None:
         self._database = database
+        #: Used by every task at once (the one connection of force_rollback=True), where
+        #: each task would have had a pooled connection of its own: a task's statements
+        #: and transactions wait while another task's transaction is open on it.
+        self._shared_by_tasks = shared_by_tasks
+        #: Resolved (and replaced) each time a transaction of this connection ends.
+        self._transaction_ended: asyncio.Future[None] | None = None
         self._raw: BackendConnection | None = None
         self._refs = 0
         self._lock = asyncio.Lock()
@@ -261,6 +272,8 @@ class Connection:
         self._refs += 1  # a child task may still run a statement when the block ends
         lock = self._lock
         try:
+            if self._shared_by_tasks:
+                await self._wait_for_turn()
             await lock.acquire()
             try:
                 raw = self._checked_raw()
@@ -325,25 +338,32 @@ class Connection:
         self, transaction: Transaction, mode: TransactionMode
     ) -> str | None:
         """BEGIN, or a SAVEPOINT inside an active transaction (its name is returned)."""
+        if self._shared_by_tasks:
+            await self._wait_for_turn()
         async with self._lock:
             raw = self._checked_raw()
             savepoint = None
+            nested = bool(self._transactions)
+            if nested and mode != DEFAULT_MODE:
+                raise InterfaceError(
+                    "cannot set isolation, readonly or deferrable on a nested "
+                    "transaction: it is a savepoint of the outer one"
+                )
+            # Innermost from now on: a task waiting for its turn sees it at once.
+            self._transactions.append(transaction)
             try:
-                if self._transactions:
-                    if mode != DEFAULT_MODE:
-                        raise InterfaceError(
-                            "cannot set isolation, readonly or deferrable on a nested "
-                            "transaction: it is a savepoint of the outer one"
-                        )
+                if nested:
                     savepoint = f"dbaccess_savepoint_{next(_savepoint_ids)}"
                     await raw.run(f"SAVEPOINT {savepoint}")
                 else:
                     await raw.begin(mode)
             except BaseException as exc:
+                self._transactions.pop()
+                self._notify_transaction_ended()
                 await self._after_error(raw, exc)
                 raise
-            self._transactions.append(transaction)
-            return savepoint
+        _chain.set((*_chain.get(), transaction))
+        return savepoint
 
     async def _end_transaction(
         self, transaction: Transaction, savepoint: str | None, commit: bool
@@ -376,6 +396,36 @@ class Connection:
             self._transactions.pop()  # the innermost: Transaction checked it
             if not self._transactions:
                 self._aborted = None
+            chain = _chain.get()
+            if chain and chain[-1] is transaction:
+                _chain.set(chain[:-1])
+            self._notify_transaction_ended()
+
+    # -- one connection shared by every task (force_rollback) ---------------------
+
+    def _own_level(self) -> Transaction | None:
+        """The transaction of this connection that the current task runs in: the
+        innermost one its context started (or inherited from the task that made it),
+        else the connection's first (force_rollback's own)."""
+        transactions = self._transactions
+        for transaction in reversed(_chain.get()):
+            if transaction in transactions:
+                return transaction
+        return transactions[0] if transactions else None
+
+    async def _wait_for_turn(self) -> None:
+        """Wait while another task's transaction is open on this connection: what this
+        task runs would otherwise run inside it (and be undone with it), and its
+        savepoints would interleave with the other task's."""
+        while self._transactions and self._transactions[-1] is not self._own_level():
+            if self._transaction_ended is None:
+                self._transaction_ended = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._transaction_ended)
+
+    def _notify_transaction_ended(self) -> None:
+        ended, self._transaction_ended = self._transaction_ended, None
+        if ended is not None and not ended.done():
+            ended.set_result(None)
 
     async def _roll_back_quietly(self) -> None:
         """End what the backend still keeps of a transaction the server ended (SQLite's

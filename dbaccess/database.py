@@ -108,7 +108,7 @@ class Database:
             self._pool = pool
             self._state = DatabaseState.CONNECTED
             if self._force_rollback:
-                connection = Connection(self)
+                connection = Connection(self, shared_by_tasks=True)
                 await connection._acquire_ref()
                 self._global_connection = connection
                 self._global_transaction = await connection.transaction(force_rollback=True)

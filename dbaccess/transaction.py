@@ -52,18 +52,22 @@ class Transaction:
         isolation: str | None = None,
         readonly: bool = False,
         deferrable: bool | None = None,
+        transaction_mode: str | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
             raise InterfaceError(
                 f"unknown transaction option {', '.join(map(repr, sorted(unknown)))}; "
-                "expected force_rollback, isolation, readonly or deferrable"
+                "expected force_rollback, isolation, readonly, deferrable or transaction_mode"
             )
         backend = database._backend
         self._mode = TransactionMode(
             isolation=_isolation(isolation, backend.isolation_levels, database),
             readonly=bool(readonly),
             deferrable=deferrable,
+            transaction_mode=_transaction_mode(
+                transaction_mode, backend.transaction_modes, database
+            ),
         )
         if deferrable is not None and not backend.supports_deferrable:
             raise NotSupportedError(
@@ -119,6 +123,7 @@ class Transaction:
                 isolation=self._isolation,
                 readonly=self._mode.readonly,
                 deferrable=self._mode.deferrable,
+                transaction_mode=self._mode.transaction_mode,
             ):
                 return await function(*args, **kwargs)
 
@@ -139,8 +144,8 @@ class Transaction:
                     if connection._transactions:
                         if self._mode != DEFAULT_MODE:
                             raise InterfaceError(
-                                "cannot set isolation, readonly or deferrable on a nested "
-                                "transaction: it is a savepoint of the outer one"
+                                "cannot set isolation, readonly, deferrable or transaction_mode "
+                                "on a nested transaction: it is a savepoint of the outer one"
                             )
                         self._savepoint = f"dbaccess_savepoint_{next(_savepoint_ids)}"
                         await raw.run(f"SAVEPOINT {self._savepoint}")
@@ -225,6 +230,24 @@ class Transaction:
     def __repr__(self) -> str:
         kind = "savepoint" if self._savepoint else "transaction"
         return f"<Transaction {kind} {self._state.value}>"
+
+
+def _transaction_mode(
+    mode: str | None, supported: frozenset[str], database: Database
+) -> str | None:
+    if mode is None:
+        return None
+    if not supported:
+        raise NotSupportedError(
+            f"{database.url.dialect} has no transaction_mode; it is a SQLite option (how "
+            "BEGIN takes the database's write lock)"
+        )
+    normal = str(mode).strip().lower()
+    if normal not in supported:
+        raise InterfaceError(
+            f"unknown transaction_mode {mode!r}; expected one of: {', '.join(sorted(supported))}"
+        )
+    return normal
 
 
 def _isolation(level: str | None, supported: frozenset[str], database: Database) -> str | None:

@@ -56,9 +56,12 @@ class Transaction:
         **unknown: Any,
     ) -> None:
         if unknown:
+            # databasez (a fork of encode/databases) names the level isolation_level.
+            hint = "; the level is isolation=" if "isolation_level" in unknown else ""
             raise InterfaceError(
                 f"unknown transaction option {', '.join(map(repr, sorted(unknown)))}; "
-                "expected force_rollback, isolation, readonly, deferrable or transaction_mode"
+                f"expected force_rollback, isolation, readonly, deferrable or transaction_mode"
+                f"{hint}"
             )
         backend = database._backend
         self._mode = TransactionMode(

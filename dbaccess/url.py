@@ -190,7 +190,12 @@ def _url_text(url: object) -> str:
     # A TypeError, as encode/databases raised: the argument is of the wrong type, not a
     # URL with a mistake in it (that is a ConfigurationError). Only the type is named:
     # the value could be an object whose repr shows a password.
-    raise TypeError(f"a database URL must be a str or a DatabaseURL, not {type(url).__qualname__}")
+    hint = ""
+    if callable(getattr(url, "render_as_string", None)):  # a SQLAlchemy URL
+        hint = " (pass url.render_as_string(hide_password=False): str(url) hides the password)"
+    raise TypeError(
+        f"a database URL must be a str or a DatabaseURL, not {type(url).__qualname__}{hint}"
+    )
 
 
 def _obscure(url: str) -> str:

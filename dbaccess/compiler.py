@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import operator
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -291,7 +292,7 @@ class Compiler:
         # SQLAlchemy's structural key of the statement (its own compiled cache uses it):
         # equal for queries that differ only in literal values, which it extracts.
         generate = getattr(query, "_generate_cache_key", None)
-        cache_key = generate() if generate is not None else None
+        cache_key = _quietly(generate) if generate is not None else None
         if cache_key is None:  # DDL, or a construct SQLAlchemy does not cache
             return self._compile_core(query, values, column_keys, None), None
         # The names of the values too: compiling checks them, so an unknown name is
@@ -398,6 +399,23 @@ class Compiler:
             result_processors=result_processors,
             result_atoms=all(returns_atoms(column.type) for column in columns),
         )
+
+
+#: SQLAlchemy's warning about a construct that cannot be part of a cache key (a custom
+#: FunctionElement or ColumnElement written without `inherit_cache`, as many apps written
+#: for encode/databases have). encode/databases never asked for cache keys, so it never
+#: showed this warning; such a query is compiled anew on each call, as it was there.
+_UNCACHEABLE = r"Class .* will not make use of SQL compilation caching"
+
+
+def _quietly(generate: Callable[[], Any]) -> Any:
+    """Generate a statement's cache key without SQLAlchemy's warnings about caching."""
+    # catch_warnings() costs 1-3 us a call on this project's (busy) machine, next to the
+    # 7 us or more the key takes. It cannot be kept to the calls that need it: SQLAlchemy
+    # warns once per class, at the first key that meets it, deep inside the query.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _UNCACHEABLE, sa_exc.SAWarning)
+        return generate()
 
 
 _PARAMETER = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")

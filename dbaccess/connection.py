@@ -346,8 +346,8 @@ class Connection:
             nested = bool(self._transactions)
             if nested and mode != DEFAULT_MODE:
                 raise InterfaceError(
-                    "cannot set isolation, readonly or deferrable on a nested "
-                    "transaction: it is a savepoint of the outer one"
+                    "cannot set isolation, readonly, deferrable or transaction_mode "
+                    "on a nested transaction: it is a savepoint of the outer one"
                 )
             # Innermost from now on: a task waiting for its turn sees it at once.
             self._transactions.append(transaction)

@@ -198,7 +198,8 @@ class Database:
         """A transaction on the current task's connection.
 
         Options: ``isolation`` ("read committed", "repeatable read", "serializable",
-        "read uncommitted"), ``readonly`` and, on PostgreSQL, ``deferrable``.
+        "read uncommitted"), ``readonly``, on PostgreSQL ``deferrable``, and on SQLite
+        ``transaction_mode`` ("auto", "deferred", "immediate", "exclusive").
         """
         return Transaction(self.connection, self, force_rollback=force_rollback, **options)
 

@@ -8,7 +8,7 @@ chooses the Python one.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, KeysView, Mapping, Sequence, Set
 from typing import TYPE_CHECKING, Any
 
 from .errors import InterfaceError
@@ -22,7 +22,7 @@ else:
     except ImportError:  # not compiled (no C compiler at install): the same in Python
         from ._record_fallback import MetaBase, RecordBase, make_all, untracked_subclass
 
-__all__ = ["Record", "ResultMeta"]
+__all__ = ["Record", "RecordKeys", "ResultMeta"]
 
 #: True where rows are built and read in C.
 SPEEDUPS = RecordBase.__module__ == "dbaccess._record"
@@ -31,7 +31,7 @@ SPEEDUPS = RecordBase.__module__ == "dbaccess._record"
 class ResultMeta(MetaBase):
     """What every row of one result shares: column names, lookups and processors."""
 
-    __slots__ = ("_record_class", "keys")
+    __slots__ = ("_record_class", "keys", "names")
 
     def __init__(
         self,
@@ -55,6 +55,16 @@ class ResultMeta(MetaBase):
             # Not a position: the read fails the fast lookup, and the slow path of
             # Record.__getitem__ then reports the name as ambiguous.
             index[key] = None
+        #: The names a record yields (iteration, keys()): a duplicated name as a
+        #: _DuplicateName, which reads its own column (see there).
+        self.names: tuple[str, ...] = (
+            tuple(
+                _DuplicateName(key, position) if key in ambiguous else key
+                for position, key in enumerate(self.keys)
+            )
+            if ambiguous
+            else self.keys
+        )
         # Columns of a Core query: `row[table.c.name]` finds the column by identity.
         for position, column in enumerate(columns[: len(self.keys)]):
             index[column] = position
@@ -123,6 +133,8 @@ class _RecordMethods(RecordBase, _Mapping):
                 raise IndexError(f"Record index {key} out of range ({len(self)} columns)") from None
             raise KeyError(key) from None
         if position is None:
+            if type(key) is _DuplicateName and key.reads(self._meta.keys):
+                return values[key.position]
             raise InterfaceError(
                 f"column name {name!r} is ambiguous: the result has it more than once; "
                 "read it by position or by column object, or label the columns"
@@ -140,7 +152,7 @@ class _RecordMethods(RecordBase, _Mapping):
             ) from None
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._meta.keys)
+        return iter(self._meta.names)
 
     def __len__(self) -> int:
         return len(self._meta.keys)
@@ -154,8 +166,8 @@ class _RecordMethods(RecordBase, _Mapping):
         except KeyError:
             return default
 
-    def keys(self) -> Any:
-        return dict.fromkeys(self._meta.keys).keys()
+    def keys(self) -> RecordKeys:
+        return RecordKeys(self)
 
     def values(self) -> Any:
         return list(self._row())
@@ -184,6 +196,54 @@ class _RecordMethods(RecordBase, _Mapping):
 
 
 _SLOTS = frozenset(("_meta", "_raw", "_values"))
+
+
+class _DuplicateName(str):
+    """A column name that a result has more than once, as iterating a record yields it.
+
+    Equal to the plain name, and hashed and pickled as it is, but it knows which of the
+    columns it names: ``row["id"]`` is ambiguous and raises, yet ``dict(row)`` and
+    ``{name: row[name] for name in row}``, which read the record by each name it
+    yields, work as with encode/databases (the last column of a name wins in a dict).
+    """
+
+    position: int
+
+    def __new__(cls, name: str, position: int) -> _DuplicateName:
+        self = super().__new__(cls, name)
+        self.position = position
+        return self
+
+    def reads(self, keys: tuple[str, ...]) -> bool:
+        """Whether this names a column of a result with these names (not of another)."""
+        return self.position < len(keys) and keys[self.position] == self
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        # A copy is the plain name: the position means nothing outside its record.
+        return str, (str(self),)
+
+
+class RecordKeys(KeysView[str]):
+    """The column names of a record in order, a duplicated name as often as it appears.
+
+    A set-like view, as ``dict.keys()`` is (equal to a set of the same names), that also
+    compares equal to a list or tuple of the same names in the same order (as
+    SQLAlchemy's ``RowMapping.keys()`` does).
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, RecordKeys)):
+            return list(self) == list(other)
+        if isinstance(other, Set):
+            return set(self) == other  # as sets, a duplicated name counts once
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(map(str, self))!r})"
 
 
 class Record(_RecordMethods):

@@ -50,18 +50,25 @@ class Transaction:
         isolation: str | None = None,
         readonly: bool = False,
         deferrable: bool | None = None,
+        transaction_mode: str | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
+            # databasez (a fork of encode/databases) names the level isolation_level.
+            hint = "; the level is isolation=" if "isolation_level" in unknown else ""
             raise InterfaceError(
                 f"unknown transaction option {', '.join(map(repr, sorted(unknown)))}; "
-                "expected force_rollback, isolation, readonly or deferrable"
+                f"expected force_rollback, isolation, readonly, deferrable or transaction_mode"
+                f"{hint}"
             )
         backend = database._backend
         self._mode = TransactionMode(
             isolation=_isolation(isolation, backend.isolation_levels, database),
             readonly=bool(readonly),
             deferrable=deferrable,
+            transaction_mode=_transaction_mode(
+                transaction_mode, backend.transaction_modes, database
+            ),
         )
         if deferrable is not None and not backend.supports_deferrable:
             raise NotSupportedError(
@@ -117,6 +124,7 @@ class Transaction:
                 isolation=self._isolation,
                 readonly=self._mode.readonly,
                 deferrable=self._mode.deferrable,
+                transaction_mode=self._mode.transaction_mode,
             ):
                 return await function(*args, **kwargs)
 
@@ -169,6 +177,24 @@ class Transaction:
     def __repr__(self) -> str:
         kind = "savepoint" if self._savepoint else "transaction"
         return f"<Transaction {kind} {self._state.value}>"
+
+
+def _transaction_mode(
+    mode: str | None, supported: frozenset[str], database: Database
+) -> str | None:
+    if mode is None:
+        return None
+    if not supported:
+        raise NotSupportedError(
+            f"{database.url.dialect} has no transaction_mode; it is a SQLite option (how "
+            "BEGIN takes the database's write lock)"
+        )
+    normal = str(mode).strip().lower()
+    if normal not in supported:
+        raise InterfaceError(
+            f"unknown transaction_mode {mode!r}; expected one of: {', '.join(sorted(supported))}"
+        )
+    return normal
 
 
 def _isolation(level: str | None, supported: frozenset[str], database: Database) -> str | None:

@@ -24,12 +24,7 @@ class DatabaseURL:
     _url: str
 
     def __init__(self, url: str | DatabaseURL) -> None:
-        if isinstance(url, DatabaseURL):
-            url = str(url)
-        elif not isinstance(url, str):
-            raise ConfigurationError(
-                f"a database URL must be a str or DatabaseURL, not {type(url).__name__}"
-            )
+        url = _url_text(url)
         self._url = url
         try:
             self._components = urlsplit(url)
@@ -182,6 +177,25 @@ class DatabaseURL:
 
     def __hash__(self) -> int:
         return hash(self._url)
+
+
+def _url_text(url: object) -> str:
+    """The text of a URL given as a str or a DatabaseURL; TypeError for anything else."""
+    if type(url) is str:
+        return url
+    if isinstance(url, DatabaseURL):
+        return url._url
+    if isinstance(url, str):  # a str subclass: keep the text, not the subclass
+        return str.__str__(url)
+    # A TypeError, as encode/databases raised: the argument is of the wrong type, not a
+    # URL with a mistake in it (that is a ConfigurationError). Only the type is named:
+    # the value could be an object whose repr shows a password.
+    hint = ""
+    if callable(getattr(url, "render_as_string", None)):  # a SQLAlchemy URL
+        hint = " (pass url.render_as_string(hide_password=False): str(url) hides the password)"
+    raise TypeError(
+        f"a database URL must be a str or a DatabaseURL, not {type(url).__qualname__}{hint}"
+    )
 
 
 def _obscure(url: str) -> str:

@@ -246,8 +246,9 @@ def test_bad_port_message_names_the_port() -> None:
 
 
 @pytest.mark.parametrize("value", [None, 42, b"postgresql://h/d", ["postgresql://h/d"]])
-def test_url_that_is_not_a_str_is_a_configuration_error(value: Any) -> None:
-    with pytest.raises(ConfigurationError, match=type(value).__name__):
+def test_url_that_is_not_a_str_is_a_type_error(value: Any) -> None:
+    # TypeError as in encode/databases (tests/test_url_argument_types.py has the rest).
+    with pytest.raises(TypeError, match=type(value).__name__):
         DatabaseURL(value)
 
 

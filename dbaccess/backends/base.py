@@ -43,6 +43,9 @@ class TransactionMode:
     isolation: str | None = None
     readonly: bool = False
     deferrable: bool | None = None
+    #: How SQLite begins it ("auto", "deferred", "immediate", "exclusive"); None: the
+    #: database's ``transaction_mode`` option.
+    transaction_mode: str | None = None
 
 
 #: BEGIN with the server's defaults.
@@ -129,6 +132,8 @@ class Backend(Protocol):
     isolation_levels: ClassVar[frozenset[str]]
     #: Whether ``deferrable`` is meaningful.
     supports_deferrable: ClassVar[bool]
+    #: The values a transaction's ``transaction_mode`` may take (none: not an option here).
+    transaction_modes: ClassVar[frozenset[str]] = frozenset()
 
     @property
     def dialect(self) -> Dialect:

@@ -15,8 +15,10 @@ a transaction's BEGIN in the same call as its first statement.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
+import re
 import sqlite3
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
@@ -50,6 +52,19 @@ _T = TypeVar("_T")
 
 _JOURNAL_MODES = ("delete", "truncate", "persist", "memory", "wal", "off")
 _memory_names = itertools.count(1)
+
+
+#: How a read-write transaction begins: "auto" chooses from its first statement.
+_TRANSACTION_MODES = ("auto", "deferred", "immediate", "exclusive")
+
+
+def _parse_transaction_mode(name: str, value: Any) -> str:
+    mode = str(value).strip().lower()
+    if mode not in _TRANSACTION_MODES:
+        raise ConfigurationError(
+            f"option {name}={value!r} must be one of: {', '.join(_TRANSACTION_MODES)}"
+        )
+    return mode
 
 
 def _parse_journal_mode(name: str, value: Any) -> str:
@@ -148,11 +163,50 @@ def _run(db: sqlite3.Connection, sql: str) -> None:
     db.execute(sql).close()
 
 
-def _nothing(db: sqlite3.Connection) -> None:
+def _nothing(db: sqlite3.Connection, sql: str) -> None:
+    """Run nothing: the transaction's BEGIN, chosen for ``sql``, runs before it."""
     return None
 
 
 _QUERY_ONLY_ON = "PRAGMA query_only = ON"
+_BEGIN_DEFERRED = "BEGIN DEFERRED"
+#: The BEGIN of a transaction in "auto" mode, chosen when its first statement runs.
+_AUTO_BEGIN = ("BEGIN",)
+
+# What SQL text starts with, past blanks, comments and opening parentheses.
+_LEADING = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/|\()*", re.DOTALL)
+_WRITES = re.compile(r"\b(?:INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+_SQLITE_BUSY = 5
+_SQLITE_BUSY_SNAPSHOT = 517
+
+
+@functools.lru_cache(maxsize=256)
+def _reads(sql: str) -> bool:
+    """Whether a statement only reads: a SELECT, VALUES or EXPLAIN, or a WITH whose text
+    names no write. Anything else counts as a write; so does a read whose text mentions
+    one (a string literal 'delete', say), which only costs it the IMMEDIATE lock."""
+    leading = _LEADING.match(sql)
+    head = sql[leading.end() if leading else 0 :][:8].upper()
+    if head.startswith(("SELECT", "VALUES", "EXPLAIN")):
+        return True
+    return head.startswith("WITH") and _WRITES.search(sql) is None
+
+
+def _begin_sql(mode: str, first_sql: str) -> str:
+    if mode == "auto":
+        # A transaction that starts by reading takes no lock until it writes, so it
+        # neither waits for nor blocks a writer; one that starts by writing takes the
+        # write lock at once, waiting for it up to busy_timeout. See README,
+        # "Transactions on SQLite", for a read-then-write transaction under contention.
+        return _BEGIN_DEFERRED if _reads(first_sql) else "BEGIN IMMEDIATE"
+    return f"BEGIN {mode.upper()}"
+
+
+def _is_busy(exc: Exception) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code in (_SQLITE_BUSY, _SQLITE_BUSY_SNAPSHOT)
+    return isinstance(exc, sqlite3.OperationalError) and str(exc) == "database is locked"
 
 
 def _begun(
@@ -212,8 +266,10 @@ class SQLiteConnection(BackendConnection):
         "_deadline",
         "_never_began",
         "_query_only",
+        "_reader",
         "_stopping",
         "_timeout",
+        "_transaction_mode",
         "opened_at",
         "queries",
     )
@@ -223,10 +279,13 @@ class SQLiteConnection(BackendConnection):
         conn: aiosqlite.Connection,
         stopping: set[asyncio.Future[Any]],
         timeout: float | None = None,
+        transaction_mode: str = "auto",
     ) -> None:
         self._conn = conn
         self.queries = 0
         self.opened_at = time.monotonic()
+        #: How read-write transactions begin, unless a transaction says otherwise.
+        self._transaction_mode = transaction_mode
         #: command_timeout: each statement arms a deadline that SQLite's progress
         #: handler checks in the worker thread (see SQLiteBackend._open).
         self._timeout = timeout
@@ -242,6 +301,9 @@ class SQLiteConnection(BackendConnection):
         #: That BEGIN failed (SQLITE_BUSY after the busy timeout, say): there is no
         #: transaction to roll back, and none to commit.
         self._never_began = False
+        #: The open transaction began DEFERRED: its first write must upgrade its lock,
+        #: which fails at once while another connection writes (see _as_reader).
+        self._reader = False
 
     @property
     def raw(self) -> aiosqlite.Connection:
@@ -273,19 +335,54 @@ class SQLiteConnection(BackendConnection):
             )
         return _translate(exc)
 
-    async def _in_thread(self, function: Callable[..., _T], *args: Any) -> _T:
-        """Run ``function(sqlite3_connection, *args)`` in the connection's thread."""
+    async def _in_thread(self, function: Callable[..., _T], sql: str, *args: Any) -> _T:
+        """Run ``function(sqlite3_connection, sql, *args)`` in the connection's thread."""
         begin = self._begin
         if begin:
             self._begin = ()
+            if begin is _AUTO_BEGIN:
+                begin = (_begin_sql("auto", sql),)
             if _QUERY_ONLY_ON in begin:
                 self._query_only = True  # reset by _end, whether or not it ran
             try:
-                return await self._call(_begun, begin, function, *args)
+                result: _T = await self._call(_begun, begin, function, sql, *args)
             except DBAccessError:
                 self._never_began = not self._conn.in_transaction
                 raise
-        return await self._call(function, *args)
+            self._reader = begin[0] == _BEGIN_DEFERRED and _reads(sql)
+            return result
+        if self._reader and function is not _run:
+            return await self._as_reader(function, sql, *args)
+        return await self._call(function, sql, *args)
+
+    async def _as_reader(self, function: Callable[..., _T], sql: str, *args: Any) -> _T:
+        """Run a statement of a transaction that began DEFERRED and has only read."""
+        try:
+            result = await self._call(function, sql, *args)
+        except OperationalError as exc:
+            # Its first write must turn its read lock into the write lock. While another
+            # connection writes, SQLite refuses at once, without the busy handler (waiting
+            # could deadlock); in WAL mode it also refuses once another connection has
+            # committed since this transaction's first read (SQLITE_BUSY_SNAPSHOT).
+            orig = exc.orig
+            if (
+                isinstance(orig, sqlite3.OperationalError)
+                and _is_busy(orig)
+                and not _reads(sql)
+                and self._conn.in_transaction
+            ):
+                raise translate(
+                    orig,
+                    OperationalError,
+                    f"{orig}: this transaction began by reading (BEGIN DEFERRED), and SQLite "
+                    "cannot make it a writer while another connection writes or has written "
+                    "since (busy_timeout does not apply); roll it back and retry it, or "
+                    "begin it with its write or with transaction_mode='immediate'",
+                ) from orig
+            raise
+        if not _reads(sql):
+            self._reader = False  # it holds the write lock now
+        return result
 
     async def _call(self, function: Callable[..., _T], *args: Any) -> _T:
         self._arm()
@@ -320,7 +417,7 @@ class SQLiteConnection(BackendConnection):
         self, sql: str, args: Sequence[Any], chunk_size: int, shared: bool
     ) -> AsyncGenerator[Rows, None]:
         if self._begin:  # the cursor below is opened outside _in_thread: begin first
-            await self._in_thread(_nothing)
+            await self._in_thread(_nothing, sql)
         self._arm()
         try:
             cursor = await self._conn.execute(sql, args)
@@ -346,10 +443,17 @@ class SQLiteConnection(BackendConnection):
         return not self._closed and bool(self._conn.in_transaction)
 
     async def begin(self, mode: TransactionMode) -> None:
-        # IMMEDIATE takes the write lock up front: a deferred transaction that reads
-        # and then writes can fail at once with SQLITE_BUSY, the busy timeout unused.
+        # The BEGIN runs with the first statement, and in "auto" mode is chosen for it
+        # (_begin_sql). A read-only transaction never writes: DEFERRED, unless it says.
         self._never_began = False
-        self._begin = ("BEGIN DEFERRED", _QUERY_ONLY_ON) if mode.readonly else ("BEGIN IMMEDIATE",)
+        self._reader = False
+        chosen = mode.transaction_mode or ("deferred" if mode.readonly else self._transaction_mode)
+        if mode.readonly:
+            self._begin = (_begin_sql(chosen, "SELECT"), _QUERY_ONLY_ON)
+        elif chosen == "auto":
+            self._begin = _AUTO_BEGIN
+        else:
+            self._begin = (_begin_sql(chosen, ""),)
 
     async def commit(self) -> None:
         await self._end("COMMIT")
@@ -358,6 +462,7 @@ class SQLiteConnection(BackendConnection):
         await self._end("ROLLBACK")
 
     async def _end(self, sql: str) -> None:
+        self._reader = False
         if self._begin or self._never_began:
             # No statement ran (nothing to end), or the BEGIN itself failed.
             never_began = self._never_began
@@ -416,6 +521,7 @@ class SQLiteBackend(Backend):
         "busy_timeout": parse_seconds,
         "foreign_keys": parse_bool,
         "journal_mode": _parse_journal_mode,
+        "transaction_mode": _parse_transaction_mode,
         # sqlite3.connect()'s arguments, in the URL too.
         "check_same_thread": parse_bool,
         "cached_statements": lambda name, value: parse_int(name, value, minimum=0),
@@ -430,6 +536,7 @@ class SQLiteBackend(Backend):
         {"read uncommitted", "read committed", "repeatable read", "serializable"}
     )
     supports_deferrable: ClassVar[bool] = False
+    transaction_modes: ClassVar[frozenset[str]] = frozenset(_TRANSACTION_MODES)
 
     def __init__(self, url: DatabaseURL, keywords: Mapping[str, Any]) -> None:
         options = parse_options(
@@ -481,6 +588,7 @@ class SQLiteBackend(Backend):
         default_mode = "memory" if self._memory else "wal"
         self._journal_mode = options.backend.get("journal_mode", default_mode)
         self._journal_set = "journal_mode" in options.backend
+        self._transaction_mode: str = options.backend.get("transaction_mode", "auto")
         # Keeps a memory database alive while the pool's connections come and go.
         self._keeper: SQLiteConnection | None = None
         self._stopping: set[asyncio.Future[Any]] = set()
@@ -527,7 +635,7 @@ class SQLiteBackend(Backend):
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
         timeout = self._options.command_timeout
-        connection = SQLiteConnection(conn, self._stopping, timeout)
+        connection = SQLiteConnection(conn, self._stopping, timeout, self._transaction_mode)
         try:
             await connection.run(f"PRAGMA foreign_keys = {'ON' if self._foreign_keys else 'OFF'}")
             if not self._memory and (not self._read_only or self._journal_set):

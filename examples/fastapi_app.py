@@ -47,6 +47,7 @@ class Batch(BaseModel):
 
 
 # -- dependencies: the database, a connection, a transaction ---------------------------
+# --8<-- [start:dependencies]
 
 
 def get_database(request: Request) -> Database:
@@ -76,11 +77,13 @@ async def get_transaction(
 # sees the data, and a failed commit is an error response, not a lost write.
 DB = Annotated[Connection, Depends(get_connection, scope="function")]
 InTransaction = Annotated[Connection, Depends(get_transaction, scope="function")]
+# --8<-- [end:dependencies]
 
 NOT_FOUND = HTTPException(status_code=404, detail="no such note")
 DUPLICATE = HTTPException(status_code=409, detail="a note with this text exists")
 
 
+# --8<-- [start:lifespan]
 def create_app(database_url: str | None = None) -> FastAPI:
     """Build the app on ``database_url`` (default: $DATABASE_URL, else SQLite)."""
     database = Database(database_url or os.environ.get("DATABASE_URL", "sqlite:///notes.db"))
@@ -96,6 +99,9 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.state.database = database
     add_routes(app)
     return app
+
+
+# --8<-- [end:lifespan]
 
 
 def add_routes(app: FastAPI) -> None:
@@ -141,6 +147,7 @@ def add_routes(app: FastAPI) -> None:
             raise NOT_FOUND
         return Response(status_code=204)
 
+    # --8<-- [start:batch]
     @app.post("/notes/batch", status_code=201)
     async def create_notes(batch: Batch, db: InTransaction) -> list[Note]:
         """All the notes, or none: the HTTPException rolls the transaction back."""
@@ -155,7 +162,10 @@ def add_routes(app: FastAPI) -> None:
             created.append(Note(id=note_id, text=text, done=False))
         return created
 
+    # --8<-- [end:batch]
 
+
+# --8<-- [start:hooks]
 def create_app_with_hooks(database_url: str | None = None) -> FastAPI:
     """The same app with FastAPI's older startup/shutdown hooks instead of a lifespan."""
     database = Database(database_url or os.environ.get("DATABASE_URL", "sqlite:///notes.db"))
@@ -168,6 +178,9 @@ def create_app_with_hooks(database_url: str | None = None) -> FastAPI:
     app.state.database = database
     add_routes(app)
     return app
+
+
+# --8<-- [end:hooks]
 
 
 app = create_app()

@@ -143,6 +143,7 @@ async def create_notes(data: JSONBody[Batch], state: State) -> Response[list[dic
 HANDLERS = [list_notes, create_note, read_note, update_note, delete_note, create_notes]
 
 
+# --8<-- [start:lifespan]
 def create_app(database_url: str | None = None) -> Litestar:
     """Build the app on ``database_url`` (default: $DATABASE_URL, else SQLite)."""
     database = Database(database_url or os.environ.get("DATABASE_URL", "sqlite:///notes.db"))
@@ -157,6 +158,10 @@ def create_app(database_url: str | None = None) -> Litestar:
     return Litestar(HANDLERS, lifespan=[lifespan], state=State({"database": database}))
 
 
+# --8<-- [end:lifespan]
+
+
+# --8<-- [start:hooks]
 def create_app_with_hooks(database_url: str | None = None) -> Litestar:
     """The same app with Litestar's on_startup/on_shutdown hooks instead of a lifespan."""
     database = Database(database_url or os.environ.get("DATABASE_URL", "sqlite:///notes.db"))
@@ -171,6 +176,9 @@ def create_app_with_hooks(database_url: str | None = None) -> Litestar:
         on_shutdown=[database.disconnect],
         state=State({"database": database}),
     )
+
+
+# --8<-- [end:hooks]
 
 
 app = create_app()

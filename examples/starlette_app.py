@@ -101,6 +101,7 @@ async def delete_note(request: Request) -> Response:
     return error(404, "no such note") if result.rowcount == 0 else Response(status_code=204)
 
 
+# --8<-- [start:batch]
 async def create_notes(request: Request) -> Response:
     """Create several notes at once: all of them, or none if one fails."""
     database: Database = request.app.state.database
@@ -119,6 +120,10 @@ async def create_notes(request: Request) -> Response:
     return JSONResponse(created, status_code=201)
 
 
+# --8<-- [end:batch]
+
+
+# --8<-- [start:lifespan]
 def create_app(database_url: str | None = None) -> Starlette:
     """Build the app on ``database_url`` (default: $DATABASE_URL, else SQLite)."""
     database = Database(database_url or os.environ.get("DATABASE_URL", "sqlite:///notes.db"))
@@ -145,6 +150,9 @@ def create_app(database_url: str | None = None) -> Starlette:
     )
     app.state.database = database
     return app
+
+
+# --8<-- [end:lifespan]
 
 
 app = create_app()

@@ -60,6 +60,7 @@ async def app_database_url(database_url: str) -> AsyncIterator[str]:
         await drop()
 
 
+# --8<-- [start:serving]
 @asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     """Start the app's lifespan, yield a client talking to it, then shut it down."""
@@ -73,6 +74,9 @@ async def serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
         ) as client,
     ):
         yield client
+
+
+# --8<-- [end:serving]
 
 
 def database_of(app: Any) -> Database:

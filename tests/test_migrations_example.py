@@ -337,3 +337,15 @@ async def test_the_walkthrough_autogenerates_a_revision_and_goes_back_down(
     assert "due" not in (await schema_of(app_url))["columns"]
     assert alembic_cli(app_url, "downgrade", "base", ini=ini).returncode == 0
     assert not {"members", "tasks"} & await table_names(app_url)
+
+
+async def test_a_cancelled_migrate_waits_for_alembic_to_finish(app_url: str) -> None:
+    task = asyncio.create_task(migrate(app_url, config=INI))
+    await asyncio.sleep(0)  # the thread has started; Alembic needs far longer than this
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The caller was told of the cancellation only once the migration was over: the
+    # schema is whole, not half changed behind its back.
+    async with Database(app_url) as db:
+        assert await db.fetch_val("SELECT version_num FROM alembic_version") == "0003"

@@ -12,6 +12,8 @@ from .errors import InternalError as InternalError
 from .errors import NotSupportedError as NotSupportedError
 from .errors import OperationalError as OperationalError
 from .errors import ProgrammingError as ProgrammingError
+from .migrations import migrate as migrate
+from .migrations import sqlalchemy_url as sqlalchemy_url
 from .pool import PoolStats as PoolStats
 from .record import Record as Record
 from .result import ExecuteResult as ExecuteResult
@@ -40,4 +42,6 @@ __all__ = [
     "Record",
     "Transaction",
     "TransactionState",
+    "migrate",
+    "sqlalchemy_url",
 ]

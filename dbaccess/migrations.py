@@ -1,0 +1,207 @@
+"""Share the application's database URL with SQLAlchemy and Alembic, and run migrations.
+
+A dbaccess URL (``postgresql://...``) names a database, not a SQLAlchemy driver: given to
+SQLAlchemy as it is, it makes SQLAlchemy import psycopg2 or mysqlclient. This module is
+the one place that knows how dbaccess's URLs and options translate into SQLAlchemy's, so
+an Alembic ``env.py`` never repeats that surgery. It lives apart from ``url.py`` because
+it speaks SQLAlchemy's engine vocabulary and Alembic's, which the rest of dbaccess never
+needs: the query path compiles with SQLAlchemy's dialects but never builds an engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from .backends import backend_class
+from .database import Database
+from .errors import ConfigurationError
+from .url import DatabaseURL
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = ["migrate", "sqlalchemy_url"]
+
+#: dbaccess scheme -> the SQLAlchemy driver name of the same async driver.
+_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "mysql": "mysql+aiomysql",
+    "mysql+aiomysql": "mysql+aiomysql",
+    "mariadb": "mariadb+aiomysql",
+    "mariadb+aiomysql": "mariadb+aiomysql",
+    "mysql+asyncmy": "mysql+asyncmy",
+    "mariadb+asyncmy": "mariadb+asyncmy",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+
+#: Keys to the SQLAlchemy URL's query string, or a function turning (name, value)
+#: into them. Options missing here are dbaccess's own (pool sizes, timeouts of
+#: statements, which a long migration must not hit) or change nothing a migration
+#: relies on; they are dropped.
+_Mapper = Callable[[str, str], dict[str, str]]
+
+
+def _rename(key: str) -> _Mapper:
+    return lambda name, value: {key: value}
+
+
+def _whole_seconds(key: str) -> _Mapper:
+    # PyMySQL's connect_timeout is an integer; round up so a short timeout stays > 0.
+    def mapper(name: str, value: str) -> dict[str, str]:
+        if value.strip().lower() == "none":
+            return {}
+        return {key: str(math.ceil(float(value)))}
+
+    return mapper
+
+
+def _postgres_ssl(name: str, value: str) -> dict[str, str]:
+    # asyncpg takes libpq's modes as strings; true/false are dbaccess's shorthands.
+    mode = value.strip().lower()
+    mode = {"true": "require", "1": "require", "false": "disable", "0": "disable"}.get(mode, mode)
+    return {"ssl": mode}
+
+
+def _mysql_ssl(name: str, value: str) -> dict[str, str]:
+    if value.strip().lower() in ("false", "0", "no", "off", "disable"):
+        return {}
+    # SQLAlchemy's URL can only carry certificate paths for aiomysql/asyncmy, which need
+    # an SSLContext; dropping the option would connect in clear text, so refuse.
+    raise ConfigurationError(
+        f"option ssl={value!r} cannot be carried by a SQLAlchemy URL for MySQL: give "
+        "sqlalchemy_url() the URL without it and pass connect_args={'ssl': ssl_context} "
+        "to create_async_engine()"
+    )
+
+
+_OPTION_MAPS: dict[str, dict[str, _Mapper]] = {
+    "postgresql": {
+        "host": _rename("host"),  # a Unix socket directory
+        "ssl": _postgres_ssl,
+        "statement_cache_size": _rename("prepared_statement_cache_size"),
+    },
+    "mysql": {
+        "connect_timeout": _whole_seconds("connect_timeout"),
+        "charset": _rename("charset"),
+        "unix_socket": _rename("unix_socket"),
+        "ssl": _mysql_ssl,
+    },
+    "sqlite": {
+        "busy_timeout": _rename("timeout"),
+    },
+}
+
+
+def sqlalchemy_url(url: str | DatabaseURL) -> sa.engine.URL:
+    """Return the SQLAlchemy URL for the async driver dbaccess uses with ``url``.
+
+    ``postgresql://`` becomes ``postgresql+asyncpg://``, ``mysql://`` ``mysql+aiomysql://``
+    (``mysql+asyncmy://`` stays on asyncmy), ``sqlite://`` ``sqlite+aiosqlite://``.
+    Options are checked as ``Database(url)`` checks them; those SQLAlchemy knows under
+    another name are renamed (``busy_timeout`` becomes ``timeout``...), dbaccess's own
+    (``min_size``, ``max_size``, ``acquire_timeout``, ``command_timeout``...) are
+    dropped. ``sqlite:///:memory:`` gives ``sqlite+aiosqlite:///:memory:``, a database
+    that lives as long as one SQLAlchemy connection (enough for offline SQL or a
+    comparison, not for a migration the application is meant to see).
+    """
+    parsed = DatabaseURL(url)
+    try:
+        drivername = _DRIVERS[parsed.scheme]
+    except KeyError:
+        raise ConfigurationError(
+            f"unsupported database URL scheme {parsed.scheme!r}; "
+            f"supported schemes are: {', '.join(sorted(_DRIVERS))}"
+        ) from None
+    # The backend parses the options exactly as Database(url) would: a typo fails here
+    # too, with the same message, instead of vanishing in the conversion.
+    backend_class(parsed)(parsed, {})
+    family = drivername.split("+")[0].replace("mariadb", "mysql")
+    query: dict[str, str] = {}
+    mappers = _OPTION_MAPS[family]
+    for name, value in parsed.options.items():
+        mapper = mappers.get(name)
+        if mapper is not None:
+            query.update(mapper(name, value))
+    database: str | None = parsed.database or None
+    if family == "sqlite" and database in (None, ":memory:"):
+        database = ":memory:"
+    return sa.engine.URL.create(
+        drivername,
+        username=parsed.username,
+        password=parsed.password,
+        host=parsed.components.hostname,
+        port=parsed.port,
+        database=database,
+        query=query,
+    )
+
+
+async def migrate(
+    url: str | DatabaseURL | Database,
+    *,
+    config: str | os.PathLike[str] | Config = "alembic.ini",
+    revision: str = "head",
+) -> None:
+    """Upgrade the database at ``url`` to ``revision`` with Alembic, from async code.
+
+    ``config`` is the path of an ``alembic.ini`` (relative paths in it are resolved by
+    Alembic from the current directory, as on the command line) or an Alembic
+    ``Config``. The URL reaches ``env.py`` twice: as ``config.attributes["dbaccess.url"]``
+    (the URL as given, for an ``env.py`` that calls :func:`sqlalchemy_url`, like the one
+    of ``migrations-example/``) and as the ``sqlalchemy.url`` option, already converted
+    (for the ``env.py`` that ``alembic init -t async`` writes).
+
+    Alembic runs in a worker thread: an async ``env.py`` calls ``asyncio.run()``, which
+    cannot run inside the caller's event loop. The caller's loop keeps serving while the
+    migration runs; cancelling the caller does not stop the migration, which finishes
+    (or fails) in its thread before this call returns.
+    """
+    try:
+        from alembic import command
+        from alembic.config import Config
+    except ImportError as exc:
+        raise ConfigurationError(
+            "migrate() needs Alembic, which is not installed: pip install 'dbaccess[alembic]'"
+        ) from exc
+
+    database_url = url.url if isinstance(url, Database) else DatabaseURL(url)
+    target = sqlalchemy_url(database_url)
+    if target.get_backend_name() == "sqlite" and target.database == ":memory:":
+        raise ConfigurationError(
+            "cannot migrate sqlite:///:memory:: an in-memory database belongs to the "
+            "connections that opened it, so Alembic's connection would migrate a database "
+            "of its own; use a file (sqlite:///app.db), or metadata.create_all() in tests"
+        )
+    alembic_config = config if isinstance(config, Config) else Config(os.fspath(config))
+    alembic_config.attributes["dbaccess.url"] = str(database_url)
+    # ConfigParser reads '%' as interpolation: a password holding one must be doubled.
+    rendered = target.render_as_string(hide_password=False).replace("%", "%%")
+    alembic_config.set_main_option("sqlalchemy.url", rendered)
+    thread = asyncio.ensure_future(asyncio.to_thread(command.upgrade, alembic_config, revision))
+    # Shielded: the thread cannot be stopped, so a cancelled caller still waits for it
+    # instead of returning while the schema is half changed.
+    try:
+        await asyncio.shield(thread)
+    except asyncio.CancelledError:
+        await _finish(thread)
+        raise
+
+
+async def _finish(thread: asyncio.Future[Any]) -> None:
+    """Wait for a migration thread whose caller was cancelled, whatever it raises."""
+    while not thread.done():
+        try:
+            await asyncio.shield(thread)
+        except asyncio.CancelledError:
+            continue
+        except Exception:
+            return

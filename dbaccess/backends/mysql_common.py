@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from types import TracebackType
 from typing import Any, ClassVar
 
 from sqlalchemy.engine.interfaces import Dialect
@@ -104,14 +105,93 @@ class MySQLDriver:
         """Closed, or known to be dead, without a round trip."""
         raise NotImplementedError
 
+    @staticmethod
+    def abort(conn: Any) -> None:
+        """Close at once, dropping what was not sent yet; a no-op when closed."""
+        raise NotImplementedError
+
+    @staticmethod
+    def last_answer(conn: Any) -> Any:
+        """What the driver keeps of the last answer it read: a new object per answer."""
+        return conn._result
+
 
 #: Seconds past command_timeout after which a server that has not answered is taken
-#: for hung, and the connection closed.
+#: for hung, and the connection aborted.
 SERVER_GRACE = 2.0
+
+#: What a driver call raises when the server or the connection fails.
+_FAILURES = (OSError, asyncio.TimeoutError, EOFError)
+
+
+class _ServerWait:
+    """The one way a MySQLConnection waits on its server: bounded, and translated.
+
+    ``with connection._waiting:`` around every await that waits for the server. While
+    it is entered, a timer runs; if the server sends no answer within command_timeout +
+    SERVER_GRACE, the connection is aborted (the transport's abort(): close() would
+    wait to flush what a frozen server never reads), so that the pending read or write
+    fails at once. A server that answers in time (one statement of an execute_many
+    after another) re-arms the timer: only silence counts. On the way out, whatever the
+    driver raised becomes a dbaccess error. One object per connection, reused: entering
+    costs a timer and two attribute reads.
+    """
+
+    __slots__ = ("_answer", "_connection", "_timer", "hung")
+
+    def __init__(self, connection: MySQLConnection) -> None:
+        self._connection = connection
+        self._timer: asyncio.TimerHandle | None = None
+        self._answer: Any = None
+        #: Set once the server was given up on: the connection is aborted.
+        self.hung = False
+
+    def __enter__(self) -> None:
+        connection = self._connection
+        within = connection._answer_within
+        if within is not None:
+            self._answer = connection._driver.last_answer(connection._conn)
+            self._timer = asyncio.get_running_loop().call_later(within, self._no_answer)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, DBAccessError):
+            return  # success, cancellation, or already ours
+        connection = self._connection
+        if self.hung:
+            raise translate(
+                exc,
+                OperationalError,
+                f"the server did not answer within command_timeout + {SERVER_GRACE:g} s "
+                f"({connection._answer_within:g} s); the connection was aborted",
+            ) from exc
+        if isinstance(exc, (connection._driver.error, *_FAILURES)):
+            raise connection._translate(exc) from exc
+
+    def _no_answer(self) -> None:
+        connection = self._connection
+        answer = connection._driver.last_answer(connection._conn)
+        within = connection._answer_within
+        if answer is not self._answer and within is not None:
+            # The server answered meanwhile (a statement of a longer call): not hung.
+            self._answer = answer
+            self._timer = asyncio.get_running_loop().call_later(within, self._no_answer)
+            return
+        self._timer = None
+        self.hung = True
+        connection.terminate()  # the pending read or write fails at once
 
 
 class MySQLConnection(BackendConnection):
-    __slots__ = ("_answer_within", "_begin", "_conn", "_driver", "_hung", "_translate")
+    __slots__ = ("_answer_within", "_begin", "_conn", "_driver", "_translate", "_waiting")
 
     def __init__(
         self,
@@ -125,9 +205,9 @@ class MySQLConnection(BackendConnection):
         self._translate = translate
         #: The server enforces command_timeout (max_statement_time), but a server that
         #: hangs (frozen, or cut off by the network) answers nothing: past this many
-        #: seconds dbaccess stops waiting and closes the connection.
+        #: seconds without an answer dbaccess stops waiting and aborts the connection.
         self._answer_within = None if command_timeout is None else command_timeout + SERVER_GRACE
-        self._hung = False
+        self._waiting = _ServerWait(self)
         #: The statements that begin a transaction, not sent yet: they go with the
         #: transaction's first statement, in the same query (one round trip, not two).
         self._begin: tuple[str, ...] = ()
@@ -157,29 +237,8 @@ class MySQLConnection(BackendConnection):
     def is_closed(self) -> bool:
         return self._driver.is_closed(self._conn)
 
-    def _watch(self) -> asyncio.TimerHandle | None:
-        """Start waiting for an answer: close the connection if none comes in time."""
-        if self._answer_within is None:
-            return None
-        return asyncio.get_running_loop().call_later(self._answer_within, self._no_answer)
-
-    def _no_answer(self) -> None:
-        self._hung = True
-        self.terminate()  # the pending read fails at once: the caller stops waiting
-
-    def _error(self, exc: Exception) -> DBAccessError:
-        if self._hung:
-            return translate(
-                exc,
-                OperationalError,
-                f"the server did not answer within command_timeout + {SERVER_GRACE:g} s "
-                f"({self._answer_within:g} s); the connection was closed",
-            )
-        return self._translate(exc)
-
     async def fetch(self, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
-        watch = self._watch()
-        try:
+        with self._waiting:
             cursor = await self._driver.cursor(self._conn)
             try:
                 await self._execute(cursor, sql, args)
@@ -190,46 +249,35 @@ class MySQLConnection(BackendConnection):
                 keys = [column[0] for column in cursor.description or ()]
             finally:
                 await cursor.close()
-        except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
-            raise self._error(exc) from exc
-        finally:
-            if watch is not None:
-                watch.cancel()
         return rows, keys
 
     async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
-        watch = self._watch()
+        with self._waiting:
+            return await self._execute_now(sql, args, returns_rows)
+
+    async def _execute_now(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
+        cursor = await self._driver.cursor(self._conn)
         try:
-            cursor = await self._driver.cursor(self._conn)
-            try:
-                await self._execute(cursor, sql, args)
-                rows = await cursor.fetchall() if returns_rows else ()
-                keys = [column[0] for column in cursor.description or ()]
-                rowcount, lastrowid = cursor.rowcount, cursor.lastrowid
-            finally:
-                await cursor.close()
-        except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
-            raise self._error(exc) from exc
+            await self._execute(cursor, sql, args)
+            rows = await cursor.fetchall() if returns_rows else ()
+            keys = [column[0] for column in cursor.description or ()]
+            rowcount, lastrowid = cursor.rowcount, cursor.lastrowid
         finally:
-            if watch is not None:
-                watch.cancel()
+            await cursor.close()
         return Outcome(rowcount, lastrowid or None, rows, keys)
 
     async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
-        await self._begin_now()  # executemany's multi-row rewrite needs the INSERT alone
-        try:
+        with self._waiting:
+            await self._begin_now()  # executemany's multi-row rewrite needs the INSERT alone
             cursor = await self._driver.cursor(self._conn)
             try:
                 await cursor.executemany(sql, many_args)
             finally:
                 await cursor.close()
-        except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
-            raise self._translate(exc) from exc
 
     async def stream(
         self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
     ) -> AsyncGenerator[Rows, None]:
-        errors = (self._driver.error, OSError, asyncio.TimeoutError)
         if transaction_open:
             # Other statements of the transaction may run between chunks, and MySQL
             # allows none while an unbuffered result is pending: buffer this one.
@@ -237,22 +285,26 @@ class MySQLConnection(BackendConnection):
             for start in range(0, len(rows), chunk_size):
                 yield rows[start : start + chunk_size], keys
             return
-        await self._begin_now()
         started = finished = False
+        waiting = self._waiting
         try:
-            cursor = await self._driver.cursor(self._conn, self._driver.unbuffered_cursor)
-            await cursor.execute(sql, args)
-            started = True
-            keys = [column[0] for column in cursor.description or ()]
+            # Each wait on the server is bounded on its own; the time the caller spends
+            # between chunks is not the server's.
+            with waiting:
+                await self._begin_now()
+                cursor = await self._driver.cursor(self._conn, self._driver.unbuffered_cursor)
+                await cursor.execute(sql, args)
+                started = True
+                keys = [column[0] for column in cursor.description or ()]
             while True:
-                rows = await cursor.fetchmany(chunk_size)
+                with waiting:
+                    rows = await cursor.fetchmany(chunk_size)
                 if not rows:
                     break
                 yield rows, keys
             finished = True
-            await cursor.close()
-        except errors as exc:
-            raise self._translate(exc) from exc
+            with waiting:
+                await cursor.close()
         finally:
             if started and not finished:
                 # Unread rows would have to be drained first: closing is faster and the
@@ -268,8 +320,9 @@ class MySQLConnection(BackendConnection):
         self._begin = begin
 
     async def _begin_now(self) -> None:
+        """Send the pending BEGIN (with a statement that does nothing); call it waiting."""
         if self._begin:
-            await self.execute("DO 0", (), False)  # sends the pending BEGIN with it
+            await self._execute_now("DO 0", (), False)
 
     async def commit(self) -> None:
         if self._begin:  # no statement ran: nothing to commit
@@ -287,13 +340,11 @@ class MySQLConnection(BackendConnection):
         await self.execute(sql, (), False)
 
     async def close(self) -> None:
-        try:
+        with self._waiting:
             await self._conn.ensure_closed()
-        except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
-            raise self._translate(exc) from exc
 
     def terminate(self) -> None:
-        self._conn.close()
+        self._driver.abort(self._conn)
 
 
 async def _open(
@@ -317,13 +368,13 @@ async def _open(
     def give_up() -> None:
         nonlocal expired
         expired = True
-        conn.close()
+        driver.abort(conn)
 
     timer = asyncio.get_running_loop().call_later(timeout, give_up)
     try:
         await driver.handshake(conn)
     except BaseException as exc:
-        conn.close()
+        driver.abort(conn)
         if not isinstance(exc, Exception):
             raise  # cancelled: nothing to translate
         if expired:

@@ -45,6 +45,10 @@ class DBAccessError(Exception):
 
     #: The driver's exception this error was translated from, if any.
     orig: BaseException | None = None
+    #: For a value the database or driver refused: the name of its parameter, when
+    #: known, and its position among the statement's arguments.
+    parameter: str | None = None
+    argument_index: int | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A class made by translate() is found again by its two bases, not by its name
@@ -103,7 +107,14 @@ def _combined_class(ours: type[DBAccessError], theirs: type[BaseException]) -> t
     # catch the same raised error. Its name is the dbaccess one, as users see it.
     cls = _combined.get((ours, theirs))
     if cls is None:
-        namespace = {"__module__": ours.__module__, "__qualname__": ours.__qualname__}
+        namespace: dict[str, Any] = {
+            "__module__": ours.__module__,
+            "__qualname__": ours.__qualname__,
+        }
+        if issubclass(theirs, UnicodeError):
+            # UnicodeError's own __str__ reads fields that only its __init__ sets, which
+            # translate() does not call: the message would be empty.
+            namespace["__str__"] = BaseException.__str__
         cls = _combined[ours, theirs] = type(ours.__name__, (ours, theirs), namespace)
         _bases[cls] = (ours, theirs)
     return cls
@@ -144,6 +155,8 @@ def translate(
     ``message`` replaces the driver's when it has none worth showing (a bare timeout).
     The caller raises it ``from orig``.
     """
+    if message is None and isinstance(orig, UnicodeError):
+        message = str(orig)  # its args are the codec's parts, not a message
     args = orig.args if message is None else (message,)
     error = _new(_combined_class(ours, type(orig)), args)
     # Driver errors carry details as attributes (asyncpg: sqlstate, constraint_name;

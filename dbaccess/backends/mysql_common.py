@@ -8,6 +8,9 @@ same query as the transaction's first statement) with the FOUND_ROWS flag, so
 from __future__ import annotations
 
 import asyncio
+import datetime
+import decimal
+import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
@@ -29,6 +32,15 @@ from ..errors import (
 from ..options import Options, Parser, keyword_parameters, parse_options, ssl_context
 from ..url import DatabaseURL
 from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
+from .values import (
+    a,
+    container_problem,
+    driver_refused,
+    find_refused,
+    non_finite,
+    refused,
+    text_problem,
+)
 
 __all__ = ["MySQLBackendBase", "MySQLConnection", "MySQLDriver"]
 
@@ -116,6 +128,62 @@ class MySQLDriver:
         return conn._result
 
 
+# -- values the MySQL drivers cannot take ---------------------------------------------
+
+#: Types both drivers bind as they are: a statement with only these needs no check.
+_PLAIN = frozenset(
+    {type(None), bool, int, float, str, bytes, datetime.datetime, datetime.date, datetime.time}
+)
+#: Types the drivers convert faithfully (a UUID as its canonical text).
+_CONVERTED = (
+    int,
+    str,
+    bytes,
+    bytearray,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    decimal.Decimal,
+    uuid.UUID,
+)
+
+
+def _problem(value: Any) -> str | None:
+    """Why the MySQL drivers cannot bind ``value`` as it is, or None."""
+    if isinstance(value, str):
+        return text_problem(value)
+    if non_finite(value):
+        kind = a(type(value).__name__)
+        return f"{value!r} ({kind}): MySQL and MariaDB cannot store NaN or infinity"
+    if isinstance(value, (float, *_CONVERTED)) or value is None:
+        return None
+    # The drivers store the str() of an object they do not know (asyncmy even that
+    # of a dict): refuse it rather than store something else than what was given.
+    return container_problem(value) or (
+        f"{a(type(value).__name__)} cannot be bound: the drivers would store its str()"
+    )
+
+
+def _check(args: Sequence[Any]) -> None:
+    """Refuse, before sending, a value a driver would silently store changed."""
+    if _PLAIN.issuperset(map(type, args)):
+        return  # one C-level pass: what nearly every statement binds
+    for position, value in enumerate(args):
+        if type(value) not in _PLAIN:
+            problem = _problem(value)
+            if problem is not None:
+                raise refused(position, problem)
+
+
+def _check_many(many_args: Sequence[Sequence[Any]]) -> None:
+    for args in many_args:
+        _check(args)
+
+
+#: What the drivers raise, before sending, for a value they cannot encode.
+_REFUSALS = (TypeError, ValueError, OverflowError)
+
+
 #: Seconds past command_timeout after which a server that has not answered is taken
 #: for hung, and the connection aborted.
 SERVER_GRACE = 2.0
@@ -137,14 +205,22 @@ class _ServerWait:
     costs a timer and two attribute reads.
     """
 
-    __slots__ = ("_answer", "_connection", "_timer", "hung")
+    __slots__ = ("_answer", "_args", "_connection", "_timer", "hung")
 
     def __init__(self, connection: MySQLConnection) -> None:
         self._connection = connection
         self._timer: asyncio.TimerHandle | None = None
         self._answer: Any = None
+        #: The arguments being sent (rows of them for execute_many): on a driver's
+        #: refusal of a value, where to look for it.
+        self._args: Sequence[Sequence[Any]] = ()
         #: Set once the server was given up on: the connection is aborted.
         self.hung = False
+
+    def sending(self, *args: Sequence[Any]) -> _ServerWait:
+        """Enter with these arguments (one tuple per statement) on their way out."""
+        self._args = args
+        return self
 
     def __enter__(self) -> None:
         connection = self._connection
@@ -163,9 +239,21 @@ class _ServerWait:
         if timer is not None:
             timer.cancel()
             self._timer = None
+        sent, self._args = self._args, ()
         if exc is None or not isinstance(exc, Exception) or isinstance(exc, DBAccessError):
             return  # success, cancellation, or already ours
         connection = self._connection
+        if not self.hung and (
+            isinstance(exc, _REFUSALS) or _without_errno(exc, connection._driver.error)
+        ):
+            raise _driver_refused(exc, sent) from exc
+        if sent and isinstance(exc, connection._driver.error) and exc.args[:1] == (1366,):
+            # "Incorrect string value": the drivers send a lone surrogate from
+            # U+DC80..U+DCFF as the byte it escapes (surrogateescape), which the server
+            # then refuses. Found again, it is named.
+            found = _find(sent)
+            if found is not None:
+                raise refused(*found, exc) from exc
         if self.hung:
             raise translate(
                 exc,
@@ -188,6 +276,27 @@ class _ServerWait:
         self._timer = None
         self.hung = True
         connection.terminate()  # the pending read or write fails at once
+
+
+def _without_errno(exc: BaseException, driver_error: type[Exception]) -> bool:
+    """A driver error raised before sending (pymysql's "nan can not be used with
+    MySQL"): it has no server error number."""
+    return isinstance(exc, driver_error) and not (exc.args and isinstance(exc.args[0], int))
+
+
+def _find(sent: Sequence[Sequence[Any]]) -> tuple[int, str] | None:
+    for args in sent:
+        found = find_refused(args, _problem)
+        if found is not None:
+            return found
+    return None
+
+
+def _driver_refused(exc: Exception, sent: Sequence[Sequence[Any]]) -> DBAccessError:
+    found = _find(sent)
+    if found is not None:
+        return refused(*found, exc)
+    return driver_refused(exc, (), _problem)
 
 
 class MySQLConnection(BackendConnection):
@@ -238,7 +347,8 @@ class MySQLConnection(BackendConnection):
         return self._driver.is_closed(self._conn)
 
     async def fetch(self, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
-        with self._waiting:
+        _check(args)
+        with self._waiting.sending(args):
             cursor = await self._driver.cursor(self._conn)
             try:
                 await self._execute(cursor, sql, args)
@@ -252,7 +362,8 @@ class MySQLConnection(BackendConnection):
         return rows, keys
 
     async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
-        with self._waiting:
+        _check(args)
+        with self._waiting.sending(args):
             return await self._execute_now(sql, args, returns_rows)
 
     async def _execute_now(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
@@ -267,7 +378,8 @@ class MySQLConnection(BackendConnection):
         return Outcome(rowcount, lastrowid or None, rows, keys)
 
     async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
-        with self._waiting:
+        _check_many(many_args)
+        with self._waiting.sending(*many_args):
             await self._begin_now()  # executemany's multi-row rewrite needs the INSERT alone
             cursor = await self._driver.cursor(self._conn)
             try:
@@ -285,12 +397,13 @@ class MySQLConnection(BackendConnection):
             for start in range(0, len(rows), chunk_size):
                 yield rows[start : start + chunk_size], keys
             return
+        _check(args)
         started = finished = False
         waiting = self._waiting
         try:
             # Each wait on the server is bounded on its own; the time the caller spends
             # between chunks is not the server's.
-            with waiting:
+            with waiting.sending(args):
                 await self._begin_now()
                 cursor = await self._driver.cursor(self._conn, self._driver.unbuffered_cursor)
                 await cursor.execute(sql, args)
@@ -337,7 +450,8 @@ class MySQLConnection(BackendConnection):
         await self.run("ROLLBACK")
 
     async def run(self, sql: str) -> None:
-        await self.execute(sql, (), False)
+        with self._waiting:
+            await self._execute_now(sql, (), False)
 
     async def close(self) -> None:
         with self._waiting:

@@ -191,3 +191,19 @@ async def test_a_frozen_postgresql_fails_a_statement_and_a_new_connection(
         assert await released(db)
         results = await asyncio.gather(*(db.fetch_val("SELECT :n", {"n": n}) for n in range(4)))
         assert results == list(range(4))
+
+
+async def test_a_long_execute_many_that_keeps_answering_is_not_cut_short(
+    mariadb: Database,
+) -> None:
+    # Not frozen: eight statements of 0.5 s each outlast the 3 s bound taken together,
+    # but each answers well within it, and only silence counts.
+    await mariadb.execute_many(
+        "INSERT INTO frozen_rows (id, text) VALUES (:id, 'old')", [{"id": n} for n in range(8)]
+    )
+    await mariadb.execute_many(
+        "UPDATE frozen_rows SET text = :text WHERE id = :id AND SLEEP(0.5) = 0",
+        [{"id": n, "text": f"new {n}"} for n in range(8)],
+    )
+    texts = await mariadb.fetch_all("SELECT text FROM frozen_rows ORDER BY id")
+    assert [row["text"] for row in texts] == [f"new {n}" for n in range(8)]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .backends.base import DEFAULT_MODE, BackendConnection, Outcome, Rows, TransactionMode
-from .compiler import CompiledQuery, Query
+from .compiler import CompiledQuery, Query, Statement
 from .errors import DBAccessError, InterfaceError, OperationalError
 from .record import Record
 from .result import ExecuteResult
@@ -184,9 +184,17 @@ class Connection:
 
     async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement once per mapping of values, atomically, in few round trips."""
-        batches = self._database._compiler.compile_many(query, values)
-        if batches:
+        compiler = self._database._compiler
+        batches = compiler.compile_many(query, values)
+        if not batches:
+            return
+        try:
             await self._use(_execute_many, batches, False)
+        except DBAccessError as exc:
+            if exc.argument_index is not None and len(batches) == 1:
+                # One statement for every row: the first row's compilation names it.
+                _name_parameter(exc, compiler.compile(query, values[0]).statement)
+            raise
 
     async def iterate(
         self, query: Query, values: Mapping[str, Any] | None = None
@@ -205,6 +213,9 @@ class Connection:
                 meta = compiled.statement.meta(meta_keys)
                 for row in meta.make_all(rows):
                     yield row
+        except DBAccessError as exc:
+            _name_parameter(exc, compiled.statement)
+            raise
         finally:
             await stream.aclose()
 
@@ -487,17 +498,49 @@ async def _finish(raw: BackendConnection, savepoint: str | None, commit: bool) -
 
 async def _fetch_all(raw: BackendConnection, compiled: CompiledQuery) -> Rows:
     raw.queries += 1
-    return await raw.fetch(compiled.sql, compiled.args, None)
+    try:
+        return await raw.fetch(compiled.sql, compiled.args, None)
+    except DBAccessError as exc:
+        _name_parameter(exc, compiled.statement)
+        raise
 
 
 async def _fetch_one(raw: BackendConnection, compiled: CompiledQuery) -> Rows:
     raw.queries += 1
-    return await raw.fetch(compiled.sql, compiled.args, 1)
+    try:
+        return await raw.fetch(compiled.sql, compiled.args, 1)
+    except DBAccessError as exc:
+        _name_parameter(exc, compiled.statement)
+        raise
 
 
 async def _execute(raw: BackendConnection, compiled: CompiledQuery) -> Outcome:
     raw.queries += 1
-    return await raw.execute(compiled.sql, compiled.args, compiled.statement.returns_rows)
+    try:
+        return await raw.execute(compiled.sql, compiled.args, compiled.statement.returns_rows)
+    except DBAccessError as exc:
+        _name_parameter(exc, compiled.statement)
+        raise
+
+
+def _name_parameter(exc: DBAccessError, statement: Statement) -> None:
+    """Name, in the message of an error for a value the backend refused, its parameter.
+
+    The backend knows the value's position among the arguments, the statement the
+    names; the error path alone pays for this.
+    """
+    position = exc.argument_index
+    if position is None or exc.parameter is not None:
+        return
+    names = statement.names
+    if statement.expanding or position >= len(names):
+        # An IN list's values were spread out: positions no longer match names.
+        label = f"argument {position + 1}"
+    else:
+        exc.parameter = names[position]
+        label = f"parameter {names[position]!r}"
+    message = str(exc.args[0]) if exc.args else ""
+    exc.args = (f"{label}: {message}",)
 
 
 async def _execute_many(

@@ -14,13 +14,16 @@ import enum
 import json
 import os
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
 
 from dbaccess import Database, DatabaseURL
+
+from .servers import PrivateMariaDB, PrivatePostgreSQL, PrivateServer
 
 DEFAULT_URLS = "sqlite:///:memory:"
 TEST_URLS = [
@@ -212,3 +215,36 @@ def driver_in_transaction(raw: Any) -> bool:
 @pytest.fixture
 def secret_password() -> Iterator[str]:
     yield "s3cr3t-PASSWORD-dbaccess"
+
+
+# -- servers of the tests' own (tests/servers.py), for tests that freeze a server ------
+
+
+@pytest.fixture(scope="session")
+def private_mariadb() -> Iterator[PrivateMariaDB]:
+    """A MariaDB of this test session's own, that a test may freeze."""
+    yield from _private(PrivateMariaDB)
+
+
+@pytest.fixture(scope="session")
+def private_postgresql() -> Iterator[PrivatePostgreSQL]:
+    """A PostgreSQL of this test session's own, that a test may freeze."""
+    yield from _private(PrivatePostgreSQL)
+
+
+ServerT = TypeVar("ServerT", bound=PrivateServer)
+
+
+def _private(kind: type[ServerT]) -> Iterator[ServerT]:
+    server = kind()
+    try:
+        server.start()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        server.remove()
+        if IN_CI:
+            pytest.fail(f"could not start a private {kind.name}: {exc}")
+        pytest.skip(f"could not start a private {kind.name} (are its binaries installed?): {exc}")
+    try:
+        yield server
+    finally:
+        server.remove()

@@ -44,6 +44,13 @@ class _Asyncmy(MySQLDriver):
         transport = getattr(conn, "_transport", None)
         return transport is not None and transport.is_closing()
 
+    @staticmethod
+    def abort(conn: Any) -> None:
+        transport = conn._transport
+        if transport is not None:
+            transport.abort()
+        conn.close()
+
 
 class AsyncmyBackend(MySQLBackendBase):
     """MySQL and MariaDB through asyncmy."""

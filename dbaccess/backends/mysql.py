@@ -43,6 +43,13 @@ class _Aiomysql(MySQLDriver):
         reader = getattr(conn, "_reader", None)
         return reader is not None and reader.at_eof()
 
+    @staticmethod
+    def abort(conn: Any) -> None:
+        writer = conn._writer
+        if writer is not None:
+            writer.transport.abort()
+        conn.close()
+
 
 class MySQLBackend(MySQLBackendBase):
     """MySQL and MariaDB through aiomysql."""

@@ -8,8 +8,12 @@ same query as the transaction's first statement) with the FOUND_ROWS flag, so
 from __future__ import annotations
 
 import asyncio
+import datetime
+import decimal
 import time
+import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from types import TracebackType
 from typing import Any, ClassVar
 
 from sqlalchemy.engine.interfaces import Dialect
@@ -29,6 +33,15 @@ from ..errors import (
 from ..options import Options, Parser, keyword_parameters, parse_options, ssl_context
 from ..url import DatabaseURL
 from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
+from .values import (
+    a,
+    container_problem,
+    driver_refused,
+    find_refused,
+    non_finite,
+    refused,
+    text_problem,
+)
 
 __all__ = ["MySQLBackendBase", "MySQLConnection", "MySQLDriver"]
 
@@ -105,10 +118,186 @@ class MySQLDriver:
         """Closed, or known to be dead, without a round trip."""
         raise NotImplementedError
 
+    @staticmethod
+    def abort(conn: Any) -> None:
+        """Close at once, dropping what was not sent yet; a no-op when closed."""
+        raise NotImplementedError
+
+    @staticmethod
+    def last_answer(conn: Any) -> Any:
+        """What the driver keeps of the last answer it read: a new object per answer."""
+        return conn._result
+
+
+# -- values the MySQL drivers cannot take ---------------------------------------------
+
+#: Types both drivers bind as they are: a statement with only these needs no check.
+_PLAIN = frozenset(
+    {type(None), bool, int, float, str, bytes, datetime.datetime, datetime.date, datetime.time}
+)
+#: Types the drivers convert faithfully (a UUID as its canonical text).
+_CONVERTED = (
+    int,
+    str,
+    bytes,
+    bytearray,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    decimal.Decimal,
+    uuid.UUID,
+)
+
+
+def _problem(value: Any) -> str | None:
+    """Why the MySQL drivers cannot bind ``value`` as it is, or None."""
+    if isinstance(value, str):
+        return text_problem(value)
+    if non_finite(value):
+        kind = a(type(value).__name__)
+        return f"{value!r} ({kind}): MySQL and MariaDB cannot store NaN or infinity"
+    if isinstance(value, (float, *_CONVERTED)) or value is None:
+        return None
+    # The drivers store the str() of an object they do not know (asyncmy even that
+    # of a dict): refuse it rather than store something else than what was given.
+    return container_problem(value) or (
+        f"{a(type(value).__name__)} cannot be bound: the drivers would store its str()"
+    )
+
+
+def _check(args: Sequence[Any]) -> None:
+    """Refuse, before sending, a value a driver would silently store changed."""
+    if _PLAIN.issuperset(map(type, args)):
+        return  # one C-level pass: what nearly every statement binds
+    for position, value in enumerate(args):
+        if type(value) not in _PLAIN:
+            problem = _problem(value)
+            if problem is not None:
+                raise refused(position, problem)
+
+
+def _check_many(many_args: Sequence[Sequence[Any]]) -> None:
+    for args in many_args:
+        _check(args)
+
+
+#: What the drivers raise, before sending, for a value they cannot encode.
+_REFUSALS = (TypeError, ValueError, OverflowError)
+
 
 #: Seconds past command_timeout after which a server that has not answered is taken
-#: for hung, and the connection closed.
+#: for hung, and the connection aborted.
 SERVER_GRACE = 2.0
+
+#: What a driver call raises when the server or the connection fails.
+_FAILURES = (OSError, asyncio.TimeoutError, EOFError)
+
+
+class _ServerWait:
+    """The one way a MySQLConnection waits on its server: bounded, and translated.
+
+    ``with connection._waiting:`` around every await that waits for the server. While
+    it is entered, a timer runs; if the server sends no answer within command_timeout +
+    SERVER_GRACE, the connection is aborted (the transport's abort(): close() would
+    wait to flush what a frozen server never reads), so that the pending read or write
+    fails at once. A server that answers in time (one statement of an execute_many
+    after another) re-arms the timer: only silence counts. On the way out, whatever the
+    driver raised becomes a dbaccess error. One object per connection, reused: entering
+    costs a timer and two attribute reads.
+    """
+
+    __slots__ = ("_answer", "_args", "_connection", "_timer", "hung")
+
+    def __init__(self, connection: MySQLConnection) -> None:
+        self._connection = connection
+        self._timer: asyncio.TimerHandle | None = None
+        self._answer: Any = None
+        #: The arguments being sent (rows of them for execute_many): on a driver's
+        #: refusal of a value, where to look for it.
+        self._args: Sequence[Sequence[Any]] = ()
+        #: Set once the server was given up on: the connection is aborted.
+        self.hung = False
+
+    def sending(self, *args: Sequence[Any]) -> _ServerWait:
+        """Enter with these arguments (one tuple per statement) on their way out."""
+        self._args = args
+        return self
+
+    def __enter__(self) -> None:
+        connection = self._connection
+        within = connection._answer_within
+        if within is not None:
+            self._answer = connection._driver.last_answer(connection._conn)
+            self._timer = asyncio.get_running_loop().call_later(within, self._no_answer)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+        sent, self._args = self._args, ()
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, DBAccessError):
+            return  # success, cancellation, or already ours
+        connection = self._connection
+        if not self.hung and (
+            isinstance(exc, _REFUSALS) or _without_errno(exc, connection._driver.error)
+        ):
+            raise _driver_refused(exc, sent) from exc
+        if sent and isinstance(exc, connection._driver.error) and exc.args[:1] == (1366,):
+            # "Incorrect string value": the drivers send a lone surrogate from
+            # U+DC80..U+DCFF as the byte it escapes (surrogateescape), which the server
+            # then refuses. Found again, it is named.
+            found = _find(sent)
+            if found is not None:
+                raise refused(*found, exc) from exc
+        if self.hung:
+            raise translate(
+                exc,
+                OperationalError,
+                f"the server did not answer within command_timeout + {SERVER_GRACE:g} s "
+                f"({connection._answer_within:g} s); the connection was aborted",
+            ) from exc
+        if isinstance(exc, (connection._driver.error, *_FAILURES)):
+            raise connection._translate(exc) from exc
+
+    def _no_answer(self) -> None:
+        connection = self._connection
+        answer = connection._driver.last_answer(connection._conn)
+        within = connection._answer_within
+        if answer is not self._answer and within is not None:
+            # The server answered meanwhile (a statement of a longer call): not hung.
+            self._answer = answer
+            self._timer = asyncio.get_running_loop().call_later(within, self._no_answer)
+            return
+        self._timer = None
+        self.hung = True
+        connection.terminate()  # the pending read or write fails at once
+
+
+def _without_errno(exc: BaseException, driver_error: type[Exception]) -> bool:
+    """A driver error raised before sending (pymysql's "nan can not be used with
+    MySQL"): it has no server error number."""
+    return isinstance(exc, driver_error) and not (exc.args and isinstance(exc.args[0], int))
+
+
+def _find(sent: Sequence[Sequence[Any]]) -> tuple[int, str] | None:
+    for args in sent:
+        found = find_refused(args, _problem)
+        if found is not None:
+            return found
+    return None
+
+
+def _driver_refused(exc: Exception, sent: Sequence[Sequence[Any]]) -> DBAccessError:
+    found = _find(sent)
+    if found is not None:
+        return refused(*found, exc)
+    return driver_refused(exc, (), _problem)
 
 
 class MySQLConnection(BackendConnection):
@@ -117,8 +306,8 @@ class MySQLConnection(BackendConnection):
         "_begin",
         "_conn",
         "_driver",
-        "_hung",
         "_translate",
+        "_waiting",
         "opened_at",
         "queries",
     )
@@ -137,9 +326,9 @@ class MySQLConnection(BackendConnection):
         self.opened_at = time.monotonic()
         #: The server enforces command_timeout (max_statement_time), but a server that
         #: hangs (frozen, or cut off by the network) answers nothing: past this many
-        #: seconds dbaccess stops waiting and closes the connection.
+        #: seconds without an answer dbaccess stops waiting and aborts the connection.
         self._answer_within = None if command_timeout is None else command_timeout + SERVER_GRACE
-        self._hung = False
+        self._waiting = _ServerWait(self)
         #: The statements that begin a transaction, not sent yet: they go with the
         #: transaction's first statement, in the same query (one round trip, not two).
         self._begin: tuple[str, ...] = ()
@@ -153,7 +342,15 @@ class MySQLConnection(BackendConnection):
         self._begin = ()
         # One multi-statement query (both drivers enable it); the cursor is left on the
         # result of ``sql`` (an error in it is raised by nextset()).
-        await cursor.execute("; ".join((*begin, sql)), args)
+        answer = self._driver.last_answer(self._conn)
+        try:
+            await cursor.execute("; ".join((*begin, sql)), args)
+        except BaseException:
+            if self._driver.last_answer(self._conn) is answer and not self.is_closed:
+                # Refused before the server answered anything (a value the driver cannot
+                # encode): the BEGIN did not run, and still waits for the next statement.
+                self._begin = begin
+            raise
         for _ in begin:
             await cursor.nextset()
 
@@ -169,29 +366,9 @@ class MySQLConnection(BackendConnection):
     def is_closed(self) -> bool:
         return self._driver.is_closed(self._conn)
 
-    def _watch(self) -> asyncio.TimerHandle | None:
-        """Start waiting for an answer: close the connection if none comes in time."""
-        if self._answer_within is None:
-            return None
-        return asyncio.get_running_loop().call_later(self._answer_within, self._no_answer)
-
-    def _no_answer(self) -> None:
-        self._hung = True
-        self.terminate()  # the pending read fails at once: the caller stops waiting
-
-    def _error(self, exc: Exception) -> DBAccessError:
-        if self._hung:
-            return translate(
-                exc,
-                OperationalError,
-                f"the server did not answer within command_timeout + {SERVER_GRACE:g} s "
-                f"({self._answer_within:g} s); the connection was closed",
-            )
-        return self._translate(exc)
-
     async def fetch(self, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
-        watch = self._watch()
-        try:
+        _check(args)
+        with self._waiting.sending(args):
             cursor = await self._driver.cursor(self._conn)
             try:
                 await self._execute(cursor, sql, args)
@@ -202,46 +379,37 @@ class MySQLConnection(BackendConnection):
                 keys = [column[0] for column in cursor.description or ()]
             finally:
                 await cursor.close()
-        except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
-            raise self._error(exc) from exc
-        finally:
-            if watch is not None:
-                watch.cancel()
         return rows, keys
 
     async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
-        watch = self._watch()
+        _check(args)
+        with self._waiting.sending(args):
+            return await self._execute_now(sql, args, returns_rows)
+
+    async def _execute_now(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
+        cursor = await self._driver.cursor(self._conn)
         try:
-            cursor = await self._driver.cursor(self._conn)
-            try:
-                await self._execute(cursor, sql, args)
-                rows = await cursor.fetchall() if returns_rows else ()
-                keys = [column[0] for column in cursor.description or ()]
-                rowcount, lastrowid = cursor.rowcount, cursor.lastrowid
-            finally:
-                await cursor.close()
-        except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
-            raise self._error(exc) from exc
+            await self._execute(cursor, sql, args)
+            rows = await cursor.fetchall() if returns_rows else ()
+            keys = [column[0] for column in cursor.description or ()]
+            rowcount, lastrowid = cursor.rowcount, cursor.lastrowid
         finally:
-            if watch is not None:
-                watch.cancel()
+            await cursor.close()
         return Outcome(rowcount, lastrowid or None, rows, keys)
 
     async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
-        await self._begin_now()  # executemany's multi-row rewrite needs the INSERT alone
-        try:
+        _check_many(many_args)
+        with self._waiting.sending(*many_args):
+            await self._begin_now()  # executemany's multi-row rewrite needs the INSERT alone
             cursor = await self._driver.cursor(self._conn)
             try:
                 await cursor.executemany(sql, many_args)
             finally:
                 await cursor.close()
-        except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
-            raise self._translate(exc) from exc
 
     async def stream(
         self, sql: str, args: Sequence[Any], chunk_size: int, shared: bool
     ) -> AsyncGenerator[Rows, None]:
-        errors = (self._driver.error, OSError, asyncio.TimeoutError)
         if shared:
             # Other statements may run on this connection between chunks, and MySQL
             # allows none while an unbuffered result is pending: buffer this one.
@@ -249,22 +417,27 @@ class MySQLConnection(BackendConnection):
             for start in range(0, len(rows), chunk_size):
                 yield rows[start : start + chunk_size], keys
             return
-        await self._begin_now()
+        _check(args)
         started = finished = False
+        waiting = self._waiting
         try:
-            cursor = await self._driver.cursor(self._conn, self._driver.unbuffered_cursor)
-            await cursor.execute(sql, args)
-            started = True
-            keys = [column[0] for column in cursor.description or ()]
+            # Each wait on the server is bounded on its own; the time the caller spends
+            # between chunks is not the server's.
+            with waiting.sending(args):
+                await self._begin_now()
+                cursor = await self._driver.cursor(self._conn, self._driver.unbuffered_cursor)
+                await cursor.execute(sql, args)
+                started = True
+                keys = [column[0] for column in cursor.description or ()]
             while True:
-                rows = await cursor.fetchmany(chunk_size)
+                with waiting:
+                    rows = await cursor.fetchmany(chunk_size)
                 if not rows:
                     break
                 yield rows, keys
             finished = True
-            await cursor.close()
-        except errors as exc:
-            raise self._translate(exc) from exc
+            with waiting:
+                await cursor.close()
         finally:
             if started and not finished:
                 # Unread rows would have to be drained first: closing is faster and the
@@ -292,8 +465,9 @@ class MySQLConnection(BackendConnection):
         self._begin = begin
 
     async def _begin_now(self) -> None:
+        """Send the pending BEGIN (with a statement that does nothing); call it waiting."""
         if self._begin:
-            await self.execute("DO 0", (), False)  # sends the pending BEGIN with it
+            await self._execute_now("DO 0", (), False)
 
     async def commit(self) -> None:
         if self._begin:  # no statement ran: nothing to commit
@@ -314,16 +488,15 @@ class MySQLConnection(BackendConnection):
         return False
 
     async def run(self, sql: str) -> None:
-        await self.execute(sql, (), False)
+        with self._waiting:
+            await self._execute_now(sql, (), False)
 
     async def close(self) -> None:
-        try:
+        with self._waiting:
             await self._conn.ensure_closed()
-        except (self._driver.error, OSError, asyncio.TimeoutError) as exc:
-            raise self._translate(exc) from exc
 
     def terminate(self) -> None:
-        self._conn.close()
+        self._driver.abort(self._conn)
 
 
 async def _open(
@@ -347,13 +520,13 @@ async def _open(
     def give_up() -> None:
         nonlocal expired
         expired = True
-        conn.close()
+        driver.abort(conn)
 
     timer = asyncio.get_running_loop().call_later(timeout, give_up)
     try:
         await driver.handshake(conn)
     except BaseException as exc:
-        conn.close()
+        driver.abort(conn)
         if not isinstance(exc, Exception):
             raise  # cancelled: nothing to translate
         if expired:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -82,14 +83,29 @@ _SQLSTATES: dict[str, type[DBAccessError]] = {
 }
 
 
+_ARGUMENT = re.compile(r"^invalid input for query argument \$(\d+)")
+
+
+def _with_position(error: DBAccessError) -> DBAccessError:
+    """Note which argument asyncpg's encoder refused ("invalid input for query argument
+    $2: ..."), for the connection to name its parameter."""
+    if isinstance(error, DataError):
+        argument = _ARGUMENT.match(str(error))
+        if argument is not None:
+            error.argument_index = int(argument[1]) - 1
+    return error
+
+
 def _translate(exc: Exception) -> DBAccessError:
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = getattr(exc, "sqlstate", None) or ""
         ours = _SQLSTATES.get(sqlstate) or _SQLSTATE_CLASSES.get(sqlstate[:2], DatabaseError)
-        return translate(exc, ours)
+        return _with_position(translate(exc, ours))
     if isinstance(exc, asyncpg.InterfaceError):
         # asyncpg's client-side DataError is an InterfaceError and a ValueError.
-        return translate(exc, DataError if isinstance(exc, ValueError) else InterfaceError)
+        if isinstance(exc, ValueError):
+            return _with_position(translate(exc, DataError))
+        return translate(exc, InterfaceError)
     if isinstance(exc, asyncio.TimeoutError):
         return translate(exc, OperationalError, _TIMEOUT)
     if isinstance(exc, OSError):

@@ -45,6 +45,7 @@ from ..errors import (
 from ..options import Options, Parser, parse_bool, parse_int, parse_options, parse_seconds
 from ..url import DatabaseURL
 from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
+from .values import a, container_problem, driver_refused, refused, text_problem
 
 __all__ = ["SQLiteBackend"]
 
@@ -109,6 +110,10 @@ _SQLITE_ERROR = 1  # "SQL logic error": bad syntax, no such table or column
 def _translate(exc: Exception) -> DBAccessError:
     if isinstance(exc, sqlite3.OperationalError) and _is_sql_error(exc):
         return translate(exc, ProgrammingError)
+    if isinstance(exc, OverflowError):  # an int beyond 64 bits (values are found again)
+        return translate(exc, DataError)
+    if isinstance(exc, UnicodeError):  # a str that is not valid Unicode (same)
+        return translate(exc, DataError)
     if isinstance(exc, ValueError):  # aiosqlite: "no active connection"
         return translate(exc, InterfaceError)
     for theirs, ours in _ERRORS:
@@ -125,7 +130,50 @@ def _is_sql_error(exc: sqlite3.OperationalError) -> bool:
     return message.startswith(("no such ", "near ", "syntax error")) or " syntax " in message
 
 
-_DRIVER_ERRORS = (sqlite3.Error, ValueError)
+_DRIVER_ERRORS = (sqlite3.Error, ValueError, OverflowError)
+
+# -- values SQLite cannot take ---------------------------------------------------------
+
+#: Types sqlite3 binds as they are, NaN aside: a statement with only these and floats
+#: needs no more than a look at its floats.
+_PLAIN = frozenset({type(None), int, str, bytes})
+_INT_RANGE = range(-(2**63), 2**63)
+
+
+def _problem(value: Any) -> str | None:
+    """Why sqlite3 cannot bind ``value`` as it is, or None."""
+    if isinstance(value, str):
+        return text_problem(value)
+    if isinstance(value, float) and value != value:
+        return "nan (a float): SQLite cannot store NaN (it would store NULL)"
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT_RANGE:
+        return f"{value} (an int) is outside SQLite's 64-bit integer range"
+    problem = container_problem(value)
+    if problem is None and not isinstance(value, (int, float, bytes, bytearray, memoryview)):
+        problem = f"{a(type(value).__name__)} cannot be bound: sqlite3 has no conversion for it"
+    return problem
+
+
+def _check(args: Sequence[Any]) -> None:
+    """Refuse NaN before sending: sqlite3 would store NULL instead, without a word."""
+    if _PLAIN.issuperset(map(type, args)):
+        return
+    for position, value in enumerate(args):
+        if type(value) is float and value != value:
+            raise refused(position, "nan (a float): SQLite cannot store NaN (it would store NULL)")
+
+
+def _refusal(exc: DBAccessError, args: Sequence[Any]) -> DBAccessError:
+    """The error for a value sqlite3 refused while binding, naming it; ``exc`` else."""
+    orig = exc.orig
+    binding = isinstance(orig, (OverflowError, UnicodeError)) or (
+        isinstance(orig, sqlite3.ProgrammingError) and "binding parameter" in str(orig)
+    )
+    if not binding or orig is None:
+        return exc
+    return driver_refused(orig, args, _problem)
+
+
 # sqlite3.connect() and aiosqlite.connect() keywords passed as they are; the others
 # are options below (isolation_level is dbaccess's own).
 _SQLITE_KEYWORDS = frozenset({"factory", "iter_chunk_size"})
@@ -402,27 +450,47 @@ class SQLiteConnection(BackendConnection):
             raise self._error(exc) from exc
 
     async def fetch(self, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
-        return await self._in_thread(_fetch, sql, args, limit)
+        _check(args)
+        try:
+            return await self._in_thread(_fetch, sql, args, limit)
+        except DBAccessError as exc:
+            raise _refusal(exc, args) from exc.orig
 
     async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
-        rows, keys, rowcount, lastrowid = await self._in_thread(_execute, sql, args, returns_rows)
+        _check(args)
+        try:
+            rows, keys, rowcount, lastrowid = await self._in_thread(
+                _execute, sql, args, returns_rows
+            )
+        except DBAccessError as exc:
+            raise _refusal(exc, args) from exc.orig
         if returns_rows and rowcount < 0:
             rowcount = len(rows)
         return Outcome(rowcount, lastrowid, rows, keys)
 
     async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
-        await self._in_thread(_execute_many, sql, many_args)
+        for args in many_args:
+            _check(args)
+        try:
+            await self._in_thread(_execute_many, sql, many_args)
+        except DBAccessError as exc:
+            for args in many_args:
+                error = _refusal(exc, args)
+                if error.argument_index is not None:
+                    raise error from exc.orig
+            raise _refusal(exc, ()) from exc.orig
 
     async def stream(
         self, sql: str, args: Sequence[Any], chunk_size: int, shared: bool
     ) -> AsyncGenerator[Rows, None]:
         if self._begin:  # the cursor below is opened outside _in_thread: begin first
             await self._in_thread(_nothing, sql)
+        _check(args)
         self._arm()
         try:
             cursor = await self._conn.execute(sql, args)
         except _DRIVER_ERRORS as exc:
-            raise self._error(exc) from exc
+            raise _refusal(self._error(exc), args) from exc
         keys = [column[0] for column in cursor.description or ()]
         try:
             while True:

@@ -1,0 +1,276 @@
+"""Database servers of the tests' own: a private MariaDB and a private PostgreSQL.
+
+Each runs from a data directory under a temporary directory, on a free port of its own
+and with its socket in that directory, so that a test can freeze it (SIGSTOP of its own
+processes only) without touching the servers other tests share. They are started once
+per session, on first use, and removed at the end.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+__all__ = ["PrivateMariaDB", "PrivatePostgreSQL", "PrivateServer"]
+
+#: Long enough for a slow, shared machine to initialise and start a server.
+START_WITHIN = 120.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _as_user(user: str, argv: list[str]) -> list[str]:
+    """Run ``argv`` as ``user`` when we are root (the servers refuse to run as root)."""
+    if os.geteuid() != 0:
+        return argv
+    return ["runuser", "-u", user, "--", *argv]
+
+
+def _run(argv: list[str]) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=START_WITHIN)
+    if result.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({result.returncode}): {result.stderr[-2000:]}")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, read from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # The fields after the command name (which may hold spaces, in parentheses).
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+class PrivateServer:
+    """A server process of our own: start, freeze, thaw, remove."""
+
+    #: The user the server's processes run as when the tests run as root.
+    user: str
+    #: What URLs for this server start with, and how to make one for a scheme.
+    name: str
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix=f"dbaccess-{self.name}-"))
+        self.directory.chmod(0o755)
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, self.user, self.user)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def url(self, scheme: str) -> str:
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _main_pid(self) -> int:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._start()
+        deadline = time.monotonic() + START_WITHIN
+        while not self._ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the private {self.name} did not start: {self.log()}")
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"the private {self.name} exited: {self.log()}")
+            time.sleep(0.2)
+
+    def log(self) -> str:
+        path = self.directory / "server.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
+
+    def pids(self) -> list[int]:
+        """This server's processes: its main process first, then its children."""
+        main = self._main_pid()
+        return [main, *_children(main)]
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Stop every process of this server (it keeps its sockets, answers nothing),
+        and resume them on the way out, whatever happens meanwhile."""
+        stopped: list[int] = []
+        try:
+            # The main process first: once it is stopped it forks no new child.
+            for pid in self.pids():
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+            yield
+        finally:
+            for pid in reversed(stopped):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
+    def remove(self) -> None:
+        raise NotImplementedError
+
+
+class PrivateMariaDB(PrivateServer):
+    user = "mysql"
+    name = "mariadb"
+
+    def url(self, scheme: str = "mysql") -> str:
+        return f"{scheme}://root@127.0.0.1:{self.port}/test"
+
+    def _start(self) -> None:
+        data = self.directory / "data"
+        _run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={data}",
+                f"--user={self.user if os.geteuid() == 0 else getpass.getuser()}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ]
+        )
+        argv = [
+            "mariadbd",
+            "--no-defaults",
+            f"--datadir={data}",
+            f"--port={self.port}",
+            f"--socket={self.directory / 'mariadb.sock'}",
+            f"--pid-file={self.directory / 'mariadb.pid'}",
+            f"--log-error={self.directory / 'server.log'}",
+            "--bind-address=127.0.0.1",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-log-file-size=16M",
+            "--max-connections=200",
+        ]
+        if os.geteuid() == 0:
+            argv.append(f"--user={self.user}")
+        self._process = subprocess.Popen(
+            [shutil.which("mariadbd") or "/usr/sbin/mariadbd", *argv[1:]],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def _ready(self) -> bool:
+        if not _accepts(self.port):
+            return False
+        result = subprocess.run(
+            [
+                "mariadb",
+                "--no-defaults",
+                "--protocol=tcp",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                str(self.port),
+                "-u",
+                "root",
+                "-e",
+                "CREATE DATABASE IF NOT EXISTS test",
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+        return result.returncode == 0
+
+    def _main_pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("the private MariaDB was not started")
+        return self._process.pid
+
+    def remove(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)  # in case a test left it frozen
+            process.terminate()
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class PrivatePostgreSQL(PrivateServer):
+    user = "postgres"
+    name = "postgresql"
+
+    def url(self, scheme: str = "postgresql") -> str:
+        return f"{scheme}://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def _data(self) -> Path:
+        return self.directory / "data"
+
+    def _start(self) -> None:
+        _run(
+            _as_user(self.user, ["initdb", "-D", str(self._data), "-A", "trust", "-U", "postgres"])
+        )
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
+        _run(
+            _as_user(
+                self.user,
+                [
+                    "pg_ctl",
+                    "-D",
+                    str(self._data),
+                    "-l",
+                    str(self.directory / "server.log"),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    str(int(START_WITHIN)),
+                    "start",
+                ],
+            )
+        )
+
+    def _ready(self) -> bool:
+        return _accepts(self.port)
+
+    def _main_pid(self) -> int:
+        # The first line of postmaster.pid is the postmaster's pid.
+        return int((self._data / "postmaster.pid").read_text().split()[0])
+
+    def remove(self) -> None:
+        pid_file = self._data / "postmaster.pid"
+        if pid_file.exists():
+            for pid in self.pids():  # in case a test left it frozen
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            subprocess.run(
+                _as_user(self.user, ["pg_ctl", "-D", str(self._data), "-m", "immediate", "stop"]),
+                capture_output=True,
+                timeout=60,
+            )
+        shutil.rmtree(self.directory, ignore_errors=True)

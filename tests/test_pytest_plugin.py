@@ -366,6 +366,9 @@ def test_truncate_marker_empties_the_tables(pytester: pytest.Pytester, database_
             import pytest
             from schema import count, notes, users
 
+            async def test_rolled_back_uses_up_ids(dbaccess_database):
+                await dbaccess_database.execute(users.insert(), {"name": "zed"})
+
             @pytest.mark.dbaccess_truncate
             async def test_commits_for_real(dbaccess_database, dbaccess_test_url):
                 from dbaccess import Database
@@ -379,12 +382,14 @@ def test_truncate_marker_empties_the_tables(pytester: pytest.Pytester, database_
             async def test_starts_empty_with_ids_from_one(dbaccess_database):
                 assert await count(dbaccess_database) == 0
                 assert await dbaccess_database.execute(users.insert(), {"name": "bob"}) == 1
+                async with dbaccess_database.transaction():
+                    await dbaccess_database.execute(notes.insert(), {"user_id": 1, "text": "b"})
 
             async def test_rolled_back_again(dbaccess_database):
                 assert await count(dbaccess_database, users) == 0
         """,
     )
-    run(pytester, passed=3)
+    run(pytester, passed=4)
 
 
 def test_schema_from_a_callable(pytester: pytest.Pytester, database_url: str) -> None:

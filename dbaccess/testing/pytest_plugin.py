@@ -72,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "dbaccess_truncate(*tables): dbaccess_database commits for real in this test and "
-        "empties the tables afterwards (the given ones, or all), instead of rolling back",
+        "empties the tables before and after (the given ones, or all), instead of rolling back",
     )
 
 
@@ -183,11 +183,15 @@ async def _database(request: pytest.FixtureRequest, url: DatabaseURL) -> AsyncIt
         async with Database(url, force_rollback=True) as database:
             yield database
         return
+    tables = [str(table) for table in marker.args] or None
     async with Database(url) as database:
+        # Before too: the tests rolled back before this one used up ids of the sequences
+        # (PostgreSQL) and AUTO_INCREMENT counters (MySQL), which this restarts.
+        await clear_tables(database, tables)
         try:
             yield database
         finally:
-            await clear_tables(database, [str(table) for table in marker.args] or None)
+            await clear_tables(database, tables)
 
 
 if pytest_asyncio is not None:
@@ -197,7 +201,7 @@ if pytest_asyncio is not None:
         request: pytest.FixtureRequest, dbaccess_test_url: DatabaseURL
     ) -> AsyncIterator[Database]:
         """A connected Database on the test database; every change is rolled back after
-        the test (or, under ``dbaccess_truncate``, deleted from the tables)."""
+        the test (or, under ``dbaccess_truncate``, deleted from the tables before and after)."""
         async for database in _database(request, dbaccess_test_url):
             yield database
 

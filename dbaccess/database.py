@@ -12,6 +12,8 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ClassVar
 
+from sqlalchemy.engine import URL as SQLAlchemyURL
+
 from .backends import SUPPORTED_BACKENDS, backend_class
 from .backends.base import Backend, BackendConnection
 from .compiler import Compiler, Query
@@ -52,7 +54,11 @@ class Database:
     }
 
     def __init__(
-        self, url: str | DatabaseURL, *, force_rollback: bool = False, **options: Any
+        self,
+        url: str | DatabaseURL | SQLAlchemyURL,
+        *,
+        force_rollback: bool = False,
+        **options: Any,
     ) -> None:
         self.url = DatabaseURL(url)
         self.options = options

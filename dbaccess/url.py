@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
 
+from sqlalchemy.engine import URL as SQLAlchemyURL
+
 from .errors import ConfigurationError
 
 __all__ = ["DatabaseURL"]
@@ -17,18 +19,22 @@ class DatabaseURL:
 
     ``str(url)`` is the URL as given (password included, so it can be handed to other
     tools such as Alembic); ``repr(url)`` and :attr:`obscure_password` hide the password.
+    A SQLAlchemy ``URL`` (``sqlalchemy.engine.make_url(...)``) is accepted too.
     """
 
     __slots__ = ("_components", "_options", "_url")
 
     _url: str
 
-    def __init__(self, url: str | DatabaseURL) -> None:
+    def __init__(self, url: str | DatabaseURL | SQLAlchemyURL) -> None:
         if isinstance(url, DatabaseURL):
             url = str(url)
+        elif isinstance(url, SQLAlchemyURL):
+            url = _from_sqlalchemy(url)
         elif not isinstance(url, str):
             raise ConfigurationError(
-                f"a database URL must be a str or DatabaseURL, not {type(url).__name__}"
+                "a database URL must be a str, DatabaseURL or sqlalchemy URL, "
+                f"not {type(url).__name__}"
             )
         self._url = url
         try:
@@ -182,6 +188,22 @@ class DatabaseURL:
 
     def __hash__(self) -> int:
         return hash(self._url)
+
+
+def _from_sqlalchemy(url: SQLAlchemyURL) -> str:
+    """The text of a SQLAlchemy URL, password included, as dbaccess writes URLs."""
+    # Not url.render_as_string(hide_password=False): it percent-encodes ':' in the
+    # database ('sqlite:///%3Amemory%3A'), and str() would mask the password.
+    parts: dict[str, Any] = {
+        "username": url.username,
+        "password": url.password,
+        "hostname": url.host,
+        "port": url.port,
+        "query": urlencode(list(url.query.items()), doseq=True),
+    }
+    if url.database is not None:
+        parts["database"] = url.database
+    return str(DatabaseURL(f"{url.drivername}://").replace(**parts))
 
 
 def _obscure(url: str) -> str:

@@ -10,12 +10,15 @@ each call borrows a pooled connection for that call only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import errors
+import sqlalchemy as sa
+
+from . import errors, schema
 from .backends.base import DEFAULT_MODE, BackendConnection, Outcome, Rows, TransactionMode
 from .compiler import CompiledQuery, Query
 from .errors import DBAccessError, InterfaceError, OperationalError
@@ -250,6 +253,28 @@ class Connection:
                 await database._give_back(
                     raw, broken=broken, reset=compiled.statement.changes_session
                 )
+
+    # -- schema ------------------------------------------------------------------
+
+    async def create_all(self, metadata: sa.MetaData, *, checkfirst: bool = True) -> None:
+        """Create a MetaData's tables, indexes, sequences and enum types in dependency
+        order, skipping those that exist when ``checkfirst``; in one transaction where
+        the backend's DDL is transactional."""
+        async with self, self._schema_transaction():
+            await schema.create_all(self, self._database._backend.dialect, metadata, checkfirst)
+
+    async def drop_all(self, metadata: sa.MetaData, *, checkfirst: bool = True) -> None:
+        """Drop a MetaData's tables, sequences and enum types in dependency order,
+        skipping those that do not exist when ``checkfirst``."""
+        async with self, self._schema_transaction():
+            await schema.drop_all(self, self._database._backend.dialect, metadata, checkfirst)
+
+    def _schema_transaction(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        # MySQL commits before and after each DDL statement: a transaction around them
+        # would only claim an atomicity the server does not give.
+        if self._database._backend.dialect.name == "mysql":
+            return contextlib.nullcontext()
+        return self.transaction()
 
     # -- running statements ------------------------------------------------------
 

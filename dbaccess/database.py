@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ClassVar
 
+import sqlalchemy as sa
 from sqlalchemy.engine import URL as SQLAlchemyURL
 
 from .backends import SUPPORTED_BACKENDS, backend_class
@@ -258,6 +259,15 @@ class Database:
         # The connection's own generator: one level of generators fewer per row, and
         # closing it (aclose(), or leaving `async for` early) closes the stream at once.
         return self._route().iterate(query, values)
+
+    async def create_all(self, metadata: sa.MetaData, *, checkfirst: bool = True) -> None:
+        """Create a MetaData's tables, indexes, sequences and enum types in dependency
+        order (see :meth:`Connection.create_all`)."""
+        await self.connection().create_all(metadata, checkfirst=checkfirst)
+
+    async def drop_all(self, metadata: sa.MetaData, *, checkfirst: bool = True) -> None:
+        """Drop a MetaData's tables, sequences and enum types in dependency order."""
+        await self.connection().drop_all(metadata, checkfirst=checkfirst)
 
     # -- the pool, for Connection ---------------------------------------------------
 

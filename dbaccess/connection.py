@@ -181,17 +181,22 @@ class Connection:
             await self._use(_execute_many, batches, False)
 
     async def iterate(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        chunk_size: int = ITERATE_CHUNK_SIZE,
     ) -> AsyncGenerator[Record, None]:
-        """Yield a query's rows as they arrive, without holding them all in memory.
+        """Yield a query's rows as they arrive, ``chunk_size`` rows per round trip,
+        without holding them all in memory.
 
         Inside a transaction or a ``connection()`` block the rows stream on the block's
         connection (other statements may run between chunks); otherwise on a connection
         of their own, so queries inside the loop never wait for the loop.
         """
+        _check_size("chunk_size", chunk_size)
         compiled = self._database._compiler.compile(query, values)
-        shared = bool(self._refs)
-        stream = self._stream_shared(compiled) if shared else self._stream_dedicated(compiled)
+        stream = self._stream(compiled, chunk_size)
         try:
             async for rows, meta_keys in stream:
                 meta = compiled.statement.meta(meta_keys)
@@ -200,14 +205,51 @@ class Connection:
         finally:
             await stream.aclose()
 
-    async def _stream_shared(self, compiled: CompiledQuery) -> AsyncGenerator[Rows, None]:
+    async def batched_iterate(
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        batch_size: int = ITERATE_CHUNK_SIZE,
+    ) -> AsyncGenerator[list[Record], None]:
+        """Yield a query's rows in lists of ``batch_size`` (the last one shorter), one
+        round trip per batch, streamed as :meth:`iterate` streams them."""
+        _check_size("batch_size", batch_size)
+        compiled = self._database._compiler.compile(query, values)
+        stream = self._stream(compiled, batch_size)
+        pending: list[Record] = []
+        try:
+            async for rows, meta_keys in stream:
+                records = compiled.statement.meta(meta_keys).make_all(rows)
+                if not pending and len(records) == batch_size:
+                    yield records  # the usual case: one chunk is one batch
+                    continue
+                # A driver may hand over fewer rows than asked before the end: regroup,
+                # so that every batch but the last has batch_size rows.
+                pending.extend(records)
+                while len(pending) >= batch_size:
+                    batch, pending = pending[:batch_size], pending[batch_size:]
+                    yield batch
+            if pending:
+                yield pending
+        finally:
+            await stream.aclose()
+
+    def _stream(self, compiled: CompiledQuery, chunk_size: int) -> AsyncGenerator[Rows, None]:
+        if self._refs:
+            return self._stream_shared(compiled, chunk_size)
+        return self._stream_dedicated(compiled, chunk_size)
+
+    async def _stream_shared(
+        self, compiled: CompiledQuery, chunk_size: int
+    ) -> AsyncGenerator[Rows, None]:
         await self._acquire_ref()
         try:
             raw = self._checked_raw()
             raw.queries += 1
             if compiled.statement.changes_session:
                 self._session_changed = True
-            chunks = raw.stream(compiled.sql, compiled.args, ITERATE_CHUNK_SIZE, True)
+            chunks = raw.stream(compiled.sql, compiled.args, chunk_size, True)
             try:
                 while True:
                     async with self._lock:
@@ -229,11 +271,13 @@ class Connection:
         finally:
             await self._release_ref()
 
-    async def _stream_dedicated(self, compiled: CompiledQuery) -> AsyncGenerator[Rows, None]:
+    async def _stream_dedicated(
+        self, compiled: CompiledQuery, chunk_size: int
+    ) -> AsyncGenerator[Rows, None]:
         database = self._database
         raw = await database._acquire()
         raw.queries += 1
-        chunks = raw.stream(compiled.sql, compiled.args, ITERATE_CHUNK_SIZE, False)
+        chunks = raw.stream(compiled.sql, compiled.args, chunk_size, False)
         broken = False
         try:
             async for chunk in chunks:
@@ -426,6 +470,11 @@ class Connection:
                 await raw.run(f"ROLLBACK TO SAVEPOINT {savepoint}")
         except DBAccessError:
             self._broken = True  # let the pool close it rather than reuse it
+
+
+def _check_size(name: str, size: Any) -> None:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise InterfaceError(f"{name} must be a positive int (rows), not {size!r}")
 
 
 def _aborted_error(action: str, orig: DBAccessError) -> DBAccessError:

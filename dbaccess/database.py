@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL as SQLAlchemyURL
 from .backends import SUPPORTED_BACKENDS, backend_class
 from .backends.base import Backend, BackendConnection
 from .compiler import Compiler, Query
-from .connection import Connection
+from .connection import ITERATE_CHUNK_SIZE, Connection
 from .errors import DBAccessError, InterfaceError
 from .pool import Pool, PoolStats
 from .record import Record
@@ -253,12 +253,27 @@ class Database:
         await self._route().execute_many(query, values)
 
     def iterate(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        chunk_size: int = ITERATE_CHUNK_SIZE,
     ) -> AsyncGenerator[Record, None]:
-        """Yield a query's rows as they stream from the database."""
+        """Yield a query's rows as they stream from the database, ``chunk_size`` rows
+        per round trip."""
         # The connection's own generator: one level of generators fewer per row, and
         # closing it (aclose(), or leaving `async for` early) closes the stream at once.
-        return self._route().iterate(query, values)
+        return self._route().iterate(query, values, chunk_size=chunk_size)
+
+    def batched_iterate(
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        batch_size: int = ITERATE_CHUNK_SIZE,
+    ) -> AsyncGenerator[list[Record], None]:
+        """Yield a query's rows in lists of ``batch_size`` as they stream."""
+        return self._route().batched_iterate(query, values, batch_size=batch_size)
 
     async def create_all(self, metadata: sa.MetaData, *, checkfirst: bool = True) -> None:
         """Create a MetaData's tables, indexes, sequences and enum types in dependency

@@ -24,6 +24,7 @@ from .compiler import CompiledQuery, Query
 from .errors import DBAccessError, InterfaceError, OperationalError
 from .record import Record
 from .result import ExecuteResult
+from .timeouts import check_timeout, each_within, within
 
 if TYPE_CHECKING:
     from .database import Database
@@ -132,34 +133,55 @@ class Connection:
     # -- queries -----------------------------------------------------------------
 
     async def fetch_all(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> list[Record]:
         """Run a query and return all its rows."""
         compiled = self._database._compiler.compile(query, values)
-        rows, keys = await self._use(_fetch_all, compiled, compiled.statement.changes_session)
+        changes = compiled.statement.changes_session
+        rows, keys = await self._use(_fetch_all, compiled, changes, timeout)
         return compiled.statement.meta(keys).make_all(rows)
 
     async def fetch_one(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> Record | None:
         """Run a query and return its first row, or None when it has none."""
         compiled = self._database._compiler.compile(query, values)
-        rows, keys = await self._use(_fetch_one, compiled, compiled.statement.changes_session)
+        changes = compiled.statement.changes_session
+        rows, keys = await self._use(_fetch_one, compiled, changes, timeout)
         return compiled.statement.meta(keys).make(rows[0]) if rows else None
 
     async def fetch_val(
-        self, query: Query, values: Mapping[str, Any] | None = None, column: Any = 0
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        column: Any = 0,
+        *,
+        timeout: float | None = None,
     ) -> Any:
         """Run a query and return one value of its first row (None when no row)."""
-        row = await self.fetch_one(query, values)
+        row = await self.fetch_one(query, values, timeout=timeout)
         return None if row is None else row[column]
 
-    async def execute(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+    async def execute(
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
         """Run a statement; return the new primary key after an INSERT, the first value
         of the first row when it returns rows (RETURNING), else None."""
         compiled = self._database._compiler.compile(query, values)
         statement = compiled.statement
-        outcome = await self._use(_execute, compiled, statement.changes_session)
+        outcome = await self._use(_execute, compiled, statement.changes_session, timeout)
         if statement.returns_rows:
             if not outcome.rows:
                 return None
@@ -167,18 +189,31 @@ class Connection:
         return _inserted_id(compiled, outcome) if statement.is_insert else None
 
     async def execute_result(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> ExecuteResult:
         """Run a statement and report its rowcount, new primary key and RETURNING rows."""
         compiled = self._database._compiler.compile(query, values)
-        outcome = await self._use(_execute, compiled, compiled.statement.changes_session)
+        changes = compiled.statement.changes_session
+        outcome = await self._use(_execute, compiled, changes, timeout)
         return _result(compiled, outcome)
 
-    async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
+    async def execute_many(
+        self,
+        query: Query,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        timeout: float | None = None,
+    ) -> None:
         """Run a statement once per mapping of values, atomically, in few round trips."""
+        if timeout is not None:
+            check_timeout(timeout)
         batches = self._database._compiler.compile_many(query, values)
         if batches:
-            await self._use(_execute_many, batches, False)
+            await self._use(_execute_many, batches, False, timeout)
 
     async def iterate(
         self,
@@ -186,17 +221,20 @@ class Connection:
         values: Mapping[str, Any] | None = None,
         *,
         chunk_size: int = ITERATE_CHUNK_SIZE,
+        timeout: float | None = None,
     ) -> AsyncGenerator[Record, None]:
         """Yield a query's rows as they arrive, ``chunk_size`` rows per round trip,
         without holding them all in memory.
 
         Inside a transaction or a ``connection()`` block the rows stream on the block's
         connection (other statements may run between chunks); otherwise on a connection
-        of their own, so queries inside the loop never wait for the loop.
+        of their own, so queries inside the loop never wait for the loop. ``timeout``
+        bounds each wait for rows (the first one includes getting a connection), not
+        the time the loop's body takes.
         """
         _check_size("chunk_size", chunk_size)
         compiled = self._database._compiler.compile(query, values)
-        stream = self._stream(compiled, chunk_size)
+        stream = self._stream(compiled, chunk_size, timeout)
         try:
             async for rows, meta_keys in stream:
                 meta = compiled.statement.meta(meta_keys)
@@ -211,12 +249,13 @@ class Connection:
         values: Mapping[str, Any] | None = None,
         *,
         batch_size: int = ITERATE_CHUNK_SIZE,
+        timeout: float | None = None,
     ) -> AsyncGenerator[list[Record], None]:
         """Yield a query's rows in lists of ``batch_size`` (the last one shorter), one
         round trip per batch, streamed as :meth:`iterate` streams them."""
         _check_size("batch_size", batch_size)
         compiled = self._database._compiler.compile(query, values)
-        stream = self._stream(compiled, batch_size)
+        stream = self._stream(compiled, batch_size, timeout)
         pending: list[Record] = []
         try:
             async for rows, meta_keys in stream:
@@ -235,17 +274,26 @@ class Connection:
         finally:
             await stream.aclose()
 
-    def _stream(self, compiled: CompiledQuery, chunk_size: int) -> AsyncGenerator[Rows, None]:
+    def _stream(
+        self, compiled: CompiledQuery, chunk_size: int, timeout: float | None
+    ) -> AsyncGenerator[Rows, None]:
+        #: The driver connection the rows stream on, for a timeout to stop its statement.
+        loan: list[BackendConnection] = []
         if self._refs:
-            return self._stream_shared(compiled, chunk_size)
-        return self._stream_dedicated(compiled, chunk_size)
+            stream = self._stream_shared(compiled, chunk_size, loan)
+        else:
+            stream = self._stream_dedicated(compiled, chunk_size, loan)
+        if timeout is None:
+            return stream
+        return each_within(stream, timeout, self._database._backend, loan)
 
     async def _stream_shared(
-        self, compiled: CompiledQuery, chunk_size: int
+        self, compiled: CompiledQuery, chunk_size: int, loan: list[BackendConnection]
     ) -> AsyncGenerator[Rows, None]:
         await self._acquire_ref()
         try:
             raw = self._checked_raw()
+            loan.append(raw)
             raw.queries += 1
             if compiled.statement.changes_session:
                 self._session_changed = True
@@ -272,10 +320,11 @@ class Connection:
             await self._release_ref()
 
     async def _stream_dedicated(
-        self, compiled: CompiledQuery, chunk_size: int
+        self, compiled: CompiledQuery, chunk_size: int, loan: list[BackendConnection]
     ) -> AsyncGenerator[Rows, None]:
         database = self._database
         raw = await database._acquire()
+        loan.append(raw)
         raw.queries += 1
         chunks = raw.stream(compiled.sql, compiled.args, chunk_size, False)
         broken = False
@@ -322,9 +371,18 @@ class Connection:
 
     # -- running statements ------------------------------------------------------
 
-    async def _use(self, operation: Any, argument: Any, changes_session: bool) -> Any:
+    async def _use(
+        self, operation: Any, argument: Any, changes_session: bool, timeout: float | None = None
+    ) -> Any:
         """Run ``operation(raw, argument)`` on this task's driver connection, or on a
-        pooled one for this call only when none is bound."""
+        pooled one for this call only when none is bound; within ``timeout`` seconds."""
+        if timeout is not None:
+            return await within(
+                timeout,
+                self._database._backend,
+                lambda bounded: self._use(bounded, argument, changes_session),
+                operation,
+            )
         if not self._refs:
             return await self._database._with_pooled(operation, argument, changes_session)
         self._refs += 1  # a child task may still run a statement when the block ends

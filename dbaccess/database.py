@@ -220,37 +220,66 @@ class Database:
         return self._per_call
 
     async def fetch_all(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> list[Record]:
         """Run a query and return all its rows."""
-        return await self._route().fetch_all(query, values)
+        return await self._route().fetch_all(query, values, timeout=timeout)
 
     async def fetch_one(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> Record | None:
         """Run a query and return its first row, or None when it has none."""
-        return await self._route().fetch_one(query, values)
+        return await self._route().fetch_one(query, values, timeout=timeout)
 
     async def fetch_val(
-        self, query: Query, values: Mapping[str, Any] | None = None, column: Any = 0
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        column: Any = 0,
+        *,
+        timeout: float | None = None,
     ) -> Any:
         """Run a query and return one value (by position or name) of its first row."""
-        return await self._route().fetch_val(query, values, column=column)
+        return await self._route().fetch_val(query, values, column=column, timeout=timeout)
 
-    async def execute(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+    async def execute(
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
         """Run a statement; return the new primary key after an INSERT, the first
         value of the first returned row (RETURNING), else None."""
-        return await self._route().execute(query, values)
+        return await self._route().execute(query, values, timeout=timeout)
 
     async def execute_result(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> ExecuteResult:
         """Run a statement and return its rowcount, new primary key and RETURNING rows."""
-        return await self._route().execute_result(query, values)
+        return await self._route().execute_result(query, values, timeout=timeout)
 
-    async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
+    async def execute_many(
+        self,
+        query: Query,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        timeout: float | None = None,
+    ) -> None:
         """Run a statement for each mapping of values, atomically."""
-        await self._route().execute_many(query, values)
+        await self._route().execute_many(query, values, timeout=timeout)
 
     def iterate(
         self,
@@ -258,12 +287,13 @@ class Database:
         values: Mapping[str, Any] | None = None,
         *,
         chunk_size: int = ITERATE_CHUNK_SIZE,
+        timeout: float | None = None,
     ) -> AsyncGenerator[Record, None]:
         """Yield a query's rows as they stream from the database, ``chunk_size`` rows
-        per round trip."""
+        per round trip; ``timeout`` bounds each wait for rows."""
         # The connection's own generator: one level of generators fewer per row, and
         # closing it (aclose(), or leaving `async for` early) closes the stream at once.
-        return self._route().iterate(query, values, chunk_size=chunk_size)
+        return self._route().iterate(query, values, chunk_size=chunk_size, timeout=timeout)
 
     def batched_iterate(
         self,
@@ -271,9 +301,10 @@ class Database:
         values: Mapping[str, Any] | None = None,
         *,
         batch_size: int = ITERATE_CHUNK_SIZE,
+        timeout: float | None = None,
     ) -> AsyncGenerator[list[Record], None]:
         """Yield a query's rows in lists of ``batch_size`` as they stream."""
-        return self._route().batched_iterate(query, values, batch_size=batch_size)
+        return self._route().batched_iterate(query, values, batch_size=batch_size, timeout=timeout)
 
     async def create_all(self, metadata: sa.MetaData, *, checkfirst: bool = True) -> None:
         """Create a MetaData's tables, indexes, sequences and enum types in dependency

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import sqlalchemy as sa
 
@@ -201,19 +201,75 @@ class Connection:
         outcome = await self._use(_execute, compiled, changes, timeout)
         return _result(compiled, outcome)
 
+    @overload
     async def execute_many(
         self,
         query: Query,
         values: Sequence[Mapping[str, Any]],
         *,
+        returning: Literal[False] = False,
         timeout: float | None = None,
-    ) -> None:
-        """Run a statement once per mapping of values, atomically, in few round trips."""
+    ) -> None: ...
+
+    @overload
+    async def execute_many(
+        self,
+        query: Query,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        returning: Literal[True],
+        timeout: float | None = None,
+    ) -> list[Any]: ...
+
+    async def execute_many(
+        self,
+        query: Query,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        returning: bool = False,
+        timeout: float | None = None,
+    ) -> list[Any] | None:
+        """Run a statement once per mapping of values, atomically, in few round trips;
+        with ``returning``, return the rows it returned (RETURNING) or, for a Core
+        insert without RETURNING, the new primary keys, in the order of ``values``."""
         if timeout is not None:
             check_timeout(timeout)
+        if returning:
+            return await self._execute_many_returning(query, values, timeout)
         batches = self._database._compiler.compile_many(query, values)
         if batches:
             await self._use(_execute_many, batches, False, timeout)
+        return None
+
+    async def _execute_many_returning(
+        self, query: Query, values: Sequence[Mapping[str, Any]], timeout: float | None
+    ) -> list[Any]:
+        if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
+            raise InterfaceError(
+                f"execute_many() takes a list of mappings of values, not {type(values).__name__}"
+            )
+        compiler = self._database._compiler
+        # One statement per row: each row's RETURNING rows (or new key) come back with
+        # it, which no driver's bulk path reports.
+        compiled = [compiler.compile(query, row) for row in values]
+        if not compiled:
+            return []
+        statement = compiled[0].statement
+        if not (statement.returns_rows or (statement.is_insert and not isinstance(query, str))):
+            raise InterfaceError(
+                "execute_many(returning=True) needs a statement with a RETURNING clause, "
+                "or a Core insert() (whose new primary keys it returns)"
+            )
+        changes = any(each.statement.changes_session for each in compiled)
+        outcomes = await self._use(_execute_each, compiled, changes, timeout)
+        results: list[Any] = []
+        for each, outcome in zip(compiled, outcomes):
+            result = _result(each, outcome)
+            if each.statement.returns_rows and not each.statement.implicit_returning:
+                results.extend(result.rows)
+            else:
+                results.append(result.lastrowid)
+        return results
 
     async def iterate(
         self,
@@ -586,14 +642,40 @@ async def _execute_many(
     raw: BackendConnection, batches: list[tuple[str, list[Sequence[Any]]]]
 ) -> None:
     raw.queries += 1
-    # All rows or none, on every backend: inside a transaction under a savepoint, so
-    # that a caller who catches the error can still commit the rest of its work.
+    if len(batches) == 1 and raw.atomic_execute_many and not raw.in_transaction:
+        await raw.execute_many(*batches[0])
+        return
+
+    async def run_all() -> None:
+        for sql, many_args in batches:
+            await raw.execute_many(sql, many_args)
+
+    await _atomically(raw, run_all)
+
+
+async def _execute_each(raw: BackendConnection, compiled: list[CompiledQuery]) -> list[Outcome]:
+    raw.queries += len(compiled)
+
+    async def run_each() -> list[Outcome]:
+        return [
+            await raw.execute(each.sql, each.args, each.statement.returns_rows) for each in compiled
+        ]
+
+    return await _atomically(raw, run_each)
+
+
+_T = TypeVar("_T")
+
+
+async def _atomically(raw: BackendConnection, work: Callable[[], Awaitable[_T]]) -> _T:
+    """Run ``work()`` all or nothing, on every backend: in a transaction of its own, or
+    inside the caller's under a savepoint, so that a caller who catches the error can
+    still commit the rest of its work."""
     if raw.in_transaction:
         savepoint = f"dbaccess_savepoint_{next(_savepoint_ids)}"
         await raw.run(f"SAVEPOINT {savepoint}")
         try:
-            for sql, many_args in batches:
-                await raw.execute_many(sql, many_args)
+            result = await work()
         except DBAccessError:
             # (Unless the server rolled the whole transaction back: the savepoint went
             # with it, and the connection reports that to the transaction.)
@@ -601,18 +683,15 @@ async def _execute_many(
                 await _finish(raw, savepoint, commit=False)
             raise
         await raw.run(f"RELEASE SAVEPOINT {savepoint}")
-        return
-    if len(batches) == 1 and raw.atomic_execute_many:
-        await raw.execute_many(*batches[0])
-        return
+        return result
     await raw.begin(DEFAULT_MODE)
     try:
-        for sql, many_args in batches:
-            await raw.execute_many(sql, many_args)
+        result = await work()
     except DBAccessError:
         await raw.rollback()
         raise
     await raw.commit()
+    return result
 
 
 def _inserted_id(compiled: CompiledQuery, outcome: Outcome) -> Any:

@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL as SQLAlchemyURL
@@ -271,15 +271,41 @@ class Database:
         """Run a statement and return its rowcount, new primary key and RETURNING rows."""
         return await self._route().execute_result(query, values, timeout=timeout)
 
+    @overload
     async def execute_many(
         self,
         query: Query,
         values: Sequence[Mapping[str, Any]],
         *,
+        returning: Literal[False] = False,
         timeout: float | None = None,
-    ) -> None:
-        """Run a statement for each mapping of values, atomically."""
-        await self._route().execute_many(query, values, timeout=timeout)
+    ) -> None: ...
+
+    @overload
+    async def execute_many(
+        self,
+        query: Query,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        returning: Literal[True],
+        timeout: float | None = None,
+    ) -> list[Any]: ...
+
+    async def execute_many(
+        self,
+        query: Query,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        returning: bool = False,
+        timeout: float | None = None,
+    ) -> list[Any] | None:
+        """Run a statement for each mapping of values, atomically; with ``returning``,
+        return its RETURNING rows, or the new primary keys of a Core insert."""
+        connection = self._route()
+        if returning:
+            return await connection.execute_many(query, values, returning=True, timeout=timeout)
+        await connection.execute_many(query, values, timeout=timeout)
+        return None
 
     def iterate(
         self,

@@ -10,18 +10,22 @@ each call borrows a pooled connection for that call only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from . import errors
+import sqlalchemy as sa
+
+from . import errors, schema
 from .backends.base import DEFAULT_MODE, BackendConnection, Outcome, Rows, TransactionMode
 from .compiler import CompiledQuery, Query, Statement
 from .errors import DBAccessError, InterfaceError, OperationalError
 from .record import Record
 from .result import ExecuteResult
+from .timeouts import check_timeout, each_within, within
 
 if TYPE_CHECKING:
     from .database import Database
@@ -140,34 +144,55 @@ class Connection:
     # -- queries -----------------------------------------------------------------
 
     async def fetch_all(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> list[Record]:
         """Run a query and return all its rows."""
         compiled = self._database._compiler.compile(query, values)
-        rows, keys = await self._use(_fetch_all, compiled, compiled.statement.changes_session)
+        changes = compiled.statement.changes_session
+        rows, keys = await self._use(_fetch_all, compiled, changes, timeout)
         return compiled.statement.meta(keys).make_all(rows)
 
     async def fetch_one(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> Record | None:
         """Run a query and return its first row, or None when it has none."""
         compiled = self._database._compiler.compile(query, values)
-        rows, keys = await self._use(_fetch_one, compiled, compiled.statement.changes_session)
+        changes = compiled.statement.changes_session
+        rows, keys = await self._use(_fetch_one, compiled, changes, timeout)
         return compiled.statement.meta(keys).make(rows[0]) if rows else None
 
     async def fetch_val(
-        self, query: Query, values: Mapping[str, Any] | None = None, column: Any = 0
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        column: Any = 0,
+        *,
+        timeout: float | None = None,
     ) -> Any:
         """Run a query and return one value of its first row (None when no row)."""
-        row = await self.fetch_one(query, values)
+        row = await self.fetch_one(query, values, timeout=timeout)
         return None if row is None else row[column]
 
-    async def execute(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+    async def execute(
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
         """Run a statement; return the new primary key after an INSERT, the first value
         of the first row when it returns rows (RETURNING), else None."""
         compiled = self._database._compiler.compile(query, values)
         statement = compiled.statement
-        outcome = await self._use(_execute, compiled, statement.changes_session)
+        outcome = await self._use(_execute, compiled, statement.changes_session, timeout)
         if statement.returns_rows:
             if not outcome.rows:
                 return None
@@ -175,39 +200,116 @@ class Connection:
         return _inserted_id(compiled, outcome) if statement.is_insert else None
 
     async def execute_result(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> ExecuteResult:
         """Run a statement and report its rowcount, new primary key and RETURNING rows."""
         compiled = self._database._compiler.compile(query, values)
-        outcome = await self._use(_execute, compiled, compiled.statement.changes_session)
+        changes = compiled.statement.changes_session
+        outcome = await self._use(_execute, compiled, changes, timeout)
         return _result(compiled, outcome)
 
-    async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
-        """Run a statement once per mapping of values, atomically, in few round trips."""
+    @overload
+    async def execute_many(
+        self,
+        query: Query,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        returning: Literal[False] = False,
+        timeout: float | None = None,
+    ) -> None: ...
+
+    @overload
+    async def execute_many(
+        self,
+        query: Query,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        returning: Literal[True],
+        timeout: float | None = None,
+    ) -> list[Any]: ...
+
+    async def execute_many(
+        self,
+        query: Query,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        returning: bool = False,
+        timeout: float | None = None,
+    ) -> list[Any] | None:
+        """Run a statement once per mapping of values, atomically, in few round trips;
+        with ``returning``, return the rows it returned (RETURNING) or, for a Core
+        insert without RETURNING, the new primary keys, in the order of ``values``."""
+        if timeout is not None:
+            check_timeout(timeout)
+        if returning:
+            return await self._execute_many_returning(query, values, timeout)
         compiler = self._database._compiler
         batches = compiler.compile_many(query, values)
         if not batches:
-            return
+            return None
         try:
-            await self._use(_execute_many, batches, False)
+            await self._use(_execute_many, batches, False, timeout)
         except DBAccessError as exc:
             if exc.argument_index is not None and len(batches) == 1:
                 # One statement for every row: the first row's compilation names it.
                 _name_parameter(exc, compiler.compile(query, values[0]).statement)
             raise
+        return None
+
+    async def _execute_many_returning(
+        self, query: Query, values: Sequence[Mapping[str, Any]], timeout: float | None
+    ) -> list[Any]:
+        if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
+            raise InterfaceError(
+                f"execute_many() takes a list of mappings of values, not {type(values).__name__}"
+            )
+        compiler = self._database._compiler
+        # One statement per row: each row's RETURNING rows (or new key) come back with
+        # it, which no driver's bulk path reports.
+        compiled = [compiler.compile(query, row) for row in values]
+        if not compiled:
+            return []
+        statement = compiled[0].statement
+        if not (statement.returns_rows or (statement.is_insert and not isinstance(query, str))):
+            raise InterfaceError(
+                "execute_many(returning=True) needs a statement with a RETURNING clause, "
+                "or a Core insert() (whose new primary keys it returns)"
+            )
+        changes = any(each.statement.changes_session for each in compiled)
+        outcomes = await self._use(_execute_each, compiled, changes, timeout)
+        results: list[Any] = []
+        for each, outcome in zip(compiled, outcomes):
+            result = _result(each, outcome)
+            if each.statement.returns_rows and not each.statement.implicit_returning:
+                results.extend(result.rows)
+            else:
+                results.append(result.lastrowid)
+        return results
 
     async def iterate(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        chunk_size: int = ITERATE_CHUNK_SIZE,
+        timeout: float | None = None,
     ) -> AsyncGenerator[Record, None]:
-        """Yield a query's rows as they arrive, without holding them all in memory.
+        """Yield a query's rows as they arrive, ``chunk_size`` rows per round trip,
+        without holding them all in memory.
 
         Inside a transaction or a ``connection()`` block the rows stream on the block's
         connection (other statements may run between chunks); otherwise on a connection
-        of their own, so queries inside the loop never wait for the loop.
+        of their own, so queries inside the loop never wait for the loop. ``timeout``
+        bounds each wait for rows (the first one includes getting a connection), not
+        the time the loop's body takes.
         """
+        _check_size("chunk_size", chunk_size)
         compiled = self._database._compiler.compile(query, values)
-        shared = bool(self._refs)
-        stream = self._stream_shared(compiled) if shared else self._stream_dedicated(compiled)
+        stream = self._stream(compiled, chunk_size, timeout)
         try:
             async for rows, meta_keys in stream:
                 meta = compiled.statement.meta(meta_keys)
@@ -219,14 +321,61 @@ class Connection:
         finally:
             await stream.aclose()
 
-    async def _stream_shared(self, compiled: CompiledQuery) -> AsyncGenerator[Rows, None]:
+    async def batched_iterate(
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        batch_size: int = ITERATE_CHUNK_SIZE,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[list[Record], None]:
+        """Yield a query's rows in lists of ``batch_size`` (the last one shorter), one
+        round trip per batch, streamed as :meth:`iterate` streams them."""
+        _check_size("batch_size", batch_size)
+        compiled = self._database._compiler.compile(query, values)
+        stream = self._stream(compiled, batch_size, timeout)
+        pending: list[Record] = []
+        try:
+            async for rows, meta_keys in stream:
+                records = compiled.statement.meta(meta_keys).make_all(rows)
+                if not pending and len(records) == batch_size:
+                    yield records  # the usual case: one chunk is one batch
+                    continue
+                # A driver may hand over fewer rows than asked before the end: regroup,
+                # so that every batch but the last has batch_size rows.
+                pending.extend(records)
+                while len(pending) >= batch_size:
+                    batch, pending = pending[:batch_size], pending[batch_size:]
+                    yield batch
+            if pending:
+                yield pending
+        finally:
+            await stream.aclose()
+
+    def _stream(
+        self, compiled: CompiledQuery, chunk_size: int, timeout: float | None
+    ) -> AsyncGenerator[Rows, None]:
+        #: The driver connection the rows stream on, for a timeout to stop its statement.
+        loan: list[BackendConnection] = []
+        if self._refs:
+            stream = self._stream_shared(compiled, chunk_size, loan)
+        else:
+            stream = self._stream_dedicated(compiled, chunk_size, loan)
+        if timeout is None:
+            return stream
+        return each_within(stream, timeout, self._database._backend, loan)
+
+    async def _stream_shared(
+        self, compiled: CompiledQuery, chunk_size: int, loan: list[BackendConnection]
+    ) -> AsyncGenerator[Rows, None]:
         await self._acquire_ref()
         try:
             raw = self._checked_raw()
+            loan.append(raw)
             raw.queries += 1
             if compiled.statement.changes_session:
                 self._session_changed = True
-            chunks = raw.stream(compiled.sql, compiled.args, ITERATE_CHUNK_SIZE, True)
+            chunks = raw.stream(compiled.sql, compiled.args, chunk_size, True)
             try:
                 while True:
                     async with self._lock:
@@ -248,11 +397,14 @@ class Connection:
         finally:
             await self._release_ref()
 
-    async def _stream_dedicated(self, compiled: CompiledQuery) -> AsyncGenerator[Rows, None]:
+    async def _stream_dedicated(
+        self, compiled: CompiledQuery, chunk_size: int, loan: list[BackendConnection]
+    ) -> AsyncGenerator[Rows, None]:
         database = self._database
         raw = await database._acquire()
+        loan.append(raw)
         raw.queries += 1
-        chunks = raw.stream(compiled.sql, compiled.args, ITERATE_CHUNK_SIZE, False)
+        chunks = raw.stream(compiled.sql, compiled.args, chunk_size, False)
         broken = False
         try:
             async for chunk in chunks:
@@ -273,11 +425,42 @@ class Connection:
                     raw, broken=broken, reset=compiled.statement.changes_session
                 )
 
+    # -- schema ------------------------------------------------------------------
+
+    async def create_all(self, metadata: sa.MetaData, *, checkfirst: bool = True) -> None:
+        """Create a MetaData's tables, indexes, sequences and enum types in dependency
+        order, skipping those that exist when ``checkfirst``; in one transaction where
+        the backend's DDL is transactional."""
+        async with self, self._schema_transaction():
+            await schema.create_all(self, self._database._backend.dialect, metadata, checkfirst)
+
+    async def drop_all(self, metadata: sa.MetaData, *, checkfirst: bool = True) -> None:
+        """Drop a MetaData's tables, sequences and enum types in dependency order,
+        skipping those that do not exist when ``checkfirst``."""
+        async with self, self._schema_transaction():
+            await schema.drop_all(self, self._database._backend.dialect, metadata, checkfirst)
+
+    def _schema_transaction(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        # MySQL commits before and after each DDL statement: a transaction around them
+        # would only claim an atomicity the server does not give.
+        if self._database._backend.dialect.name == "mysql":
+            return contextlib.nullcontext()
+        return self.transaction()
+
     # -- running statements ------------------------------------------------------
 
-    async def _use(self, operation: Any, argument: Any, changes_session: bool) -> Any:
+    async def _use(
+        self, operation: Any, argument: Any, changes_session: bool, timeout: float | None = None
+    ) -> Any:
         """Run ``operation(raw, argument)`` on this task's driver connection, or on a
-        pooled one for this call only when none is bound."""
+        pooled one for this call only when none is bound; within ``timeout`` seconds."""
+        if timeout is not None:
+            return await within(
+                timeout,
+                self._database._backend,
+                lambda bounded: self._use(bounded, argument, changes_session),
+                operation,
+            )
         if not self._refs:
             return await self._database._with_pooled(operation, argument, changes_session)
         self._refs += 1  # a child task may still run a statement when the block ends
@@ -464,6 +647,11 @@ class Connection:
             self._broken = True  # let the pool close it rather than reuse it
 
 
+def _check_size(name: str, size: Any) -> None:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise InterfaceError(f"{name} must be a positive int (rows), not {size!r}")
+
+
 def _aborted_error(action: str, orig: DBAccessError) -> DBAccessError:
     """The error for using a transaction the server no longer holds: of the original
     error's dbaccess class (a deadlock stays an OperationalError, which retry loops
@@ -547,14 +735,40 @@ async def _execute_many(
     raw: BackendConnection, batches: list[tuple[str, list[Sequence[Any]]]]
 ) -> None:
     raw.queries += 1
-    # All rows or none, on every backend: inside a transaction under a savepoint, so
-    # that a caller who catches the error can still commit the rest of its work.
+    if len(batches) == 1 and raw.atomic_execute_many and not raw.in_transaction:
+        await raw.execute_many(*batches[0])
+        return
+
+    async def run_all() -> None:
+        for sql, many_args in batches:
+            await raw.execute_many(sql, many_args)
+
+    await _atomically(raw, run_all)
+
+
+async def _execute_each(raw: BackendConnection, compiled: list[CompiledQuery]) -> list[Outcome]:
+    raw.queries += len(compiled)
+
+    async def run_each() -> list[Outcome]:
+        return [
+            await raw.execute(each.sql, each.args, each.statement.returns_rows) for each in compiled
+        ]
+
+    return await _atomically(raw, run_each)
+
+
+_T = TypeVar("_T")
+
+
+async def _atomically(raw: BackendConnection, work: Callable[[], Awaitable[_T]]) -> _T:
+    """Run ``work()`` all or nothing, on every backend: in a transaction of its own, or
+    inside the caller's under a savepoint, so that a caller who catches the error can
+    still commit the rest of its work."""
     if raw.in_transaction:
         savepoint = f"dbaccess_savepoint_{next(_savepoint_ids)}"
         await raw.run(f"SAVEPOINT {savepoint}")
         try:
-            for sql, many_args in batches:
-                await raw.execute_many(sql, many_args)
+            result = await work()
         except DBAccessError:
             # (Unless the server rolled the whole transaction back: the savepoint went
             # with it, and the connection reports that to the transaction.)
@@ -562,18 +776,15 @@ async def _execute_many(
                 await _finish(raw, savepoint, commit=False)
             raise
         await raw.run(f"RELEASE SAVEPOINT {savepoint}")
-        return
-    if len(batches) == 1 and raw.atomic_execute_many:
-        await raw.execute_many(*batches[0])
-        return
+        return result
     await raw.begin(DEFAULT_MODE)
     try:
-        for sql, many_args in batches:
-            await raw.execute_many(sql, many_args)
+        result = await work()
     except DBAccessError:
         await raw.rollback()
         raise
     await raw.commit()
+    return result
 
 
 def _inserted_id(compiled: CompiledQuery, outcome: Outcome) -> Any:

@@ -10,12 +10,15 @@ import logging
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, overload
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL as SQLAlchemyURL
 
 from .backends import SUPPORTED_BACKENDS, backend_class
 from .backends.base import Backend, BackendConnection
 from .compiler import Compiler, Query
-from .connection import Connection
+from .connection import ITERATE_CHUNK_SIZE, Connection
 from .errors import DBAccessError, InterfaceError
 from .pool import Pool, PoolStats
 from .record import Record
@@ -52,7 +55,11 @@ class Database:
     }
 
     def __init__(
-        self, url: str | DatabaseURL, *, force_rollback: bool = False, **options: Any
+        self,
+        url: str | DatabaseURL | SQLAlchemyURL,
+        *,
+        force_rollback: bool = False,
+        **options: Any,
     ) -> None:
         self.url = DatabaseURL(url)
         self.options = options
@@ -214,45 +221,126 @@ class Database:
         return self._per_call
 
     async def fetch_all(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> list[Record]:
         """Run a query and return all its rows."""
-        return await self._route().fetch_all(query, values)
+        return await self._route().fetch_all(query, values, timeout=timeout)
 
     async def fetch_one(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> Record | None:
         """Run a query and return its first row, or None when it has none."""
-        return await self._route().fetch_one(query, values)
+        return await self._route().fetch_one(query, values, timeout=timeout)
 
     async def fetch_val(
-        self, query: Query, values: Mapping[str, Any] | None = None, column: Any = 0
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        column: Any = 0,
+        *,
+        timeout: float | None = None,
     ) -> Any:
         """Run a query and return one value (by position or name) of its first row."""
-        return await self._route().fetch_val(query, values, column=column)
+        return await self._route().fetch_val(query, values, column=column, timeout=timeout)
 
-    async def execute(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+    async def execute(
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
         """Run a statement; return the new primary key after an INSERT, the first
         value of the first returned row (RETURNING), else None."""
-        return await self._route().execute(query, values)
+        return await self._route().execute(query, values, timeout=timeout)
 
     async def execute_result(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> ExecuteResult:
         """Run a statement and return its rowcount, new primary key and RETURNING rows."""
-        return await self._route().execute_result(query, values)
+        return await self._route().execute_result(query, values, timeout=timeout)
 
-    async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
-        """Run a statement for each mapping of values, atomically."""
-        await self._route().execute_many(query, values)
+    @overload
+    async def execute_many(
+        self,
+        query: Query,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        returning: Literal[False] = False,
+        timeout: float | None = None,
+    ) -> None: ...
+
+    @overload
+    async def execute_many(
+        self,
+        query: Query,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        returning: Literal[True],
+        timeout: float | None = None,
+    ) -> list[Any]: ...
+
+    async def execute_many(
+        self,
+        query: Query,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        returning: bool = False,
+        timeout: float | None = None,
+    ) -> list[Any] | None:
+        """Run a statement for each mapping of values, atomically; with ``returning``,
+        return its RETURNING rows, or the new primary keys of a Core insert."""
+        connection = self._route()
+        if returning:
+            return await connection.execute_many(query, values, returning=True, timeout=timeout)
+        await connection.execute_many(query, values, timeout=timeout)
+        return None
 
     def iterate(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        chunk_size: int = ITERATE_CHUNK_SIZE,
+        timeout: float | None = None,
     ) -> AsyncGenerator[Record, None]:
-        """Yield a query's rows as they stream from the database."""
+        """Yield a query's rows as they stream from the database, ``chunk_size`` rows
+        per round trip; ``timeout`` bounds each wait for rows."""
         # The connection's own generator: one level of generators fewer per row, and
         # closing it (aclose(), or leaving `async for` early) closes the stream at once.
-        return self._route().iterate(query, values)
+        return self._route().iterate(query, values, chunk_size=chunk_size, timeout=timeout)
+
+    def batched_iterate(
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        batch_size: int = ITERATE_CHUNK_SIZE,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[list[Record], None]:
+        """Yield a query's rows in lists of ``batch_size`` as they stream."""
+        return self._route().batched_iterate(query, values, batch_size=batch_size, timeout=timeout)
+
+    async def create_all(self, metadata: sa.MetaData, *, checkfirst: bool = True) -> None:
+        """Create a MetaData's tables, indexes, sequences and enum types in dependency
+        order (see :meth:`Connection.create_all`)."""
+        await self.connection().create_all(metadata, checkfirst=checkfirst)
+
+    async def drop_all(self, metadata: sa.MetaData, *, checkfirst: bool = True) -> None:
+        """Drop a MetaData's tables, sequences and enum types in dependency order."""
+        await self.connection().drop_all(metadata, checkfirst=checkfirst)
 
     # -- the pool, for Connection ---------------------------------------------------
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
 
+from sqlalchemy.engine import URL as SQLAlchemyURL
+
 from .errors import ConfigurationError
 
 __all__ = ["DatabaseURL"]
@@ -17,13 +19,14 @@ class DatabaseURL:
 
     ``str(url)`` is the URL as given (password included, so it can be handed to other
     tools such as Alembic); ``repr(url)`` and :attr:`obscure_password` hide the password.
+    A SQLAlchemy ``URL`` (``sqlalchemy.engine.make_url(...)``) is accepted too.
     """
 
     __slots__ = ("_components", "_options", "_url")
 
     _url: str
 
-    def __init__(self, url: str | DatabaseURL) -> None:
+    def __init__(self, url: str | DatabaseURL | SQLAlchemyURL) -> None:
         url = _url_text(url)
         self._url = url
         try:
@@ -180,22 +183,39 @@ class DatabaseURL:
 
 
 def _url_text(url: object) -> str:
-    """The text of a URL given as a str or a DatabaseURL; TypeError for anything else."""
+    """The text of a URL given as a str, a DatabaseURL or a SQLAlchemy URL; TypeError for
+    anything else."""
     if type(url) is str:
         return url
     if isinstance(url, DatabaseURL):
         return url._url
     if isinstance(url, str):  # a str subclass: keep the text, not the subclass
         return str.__str__(url)
+    if isinstance(url, SQLAlchemyURL):
+        return _from_sqlalchemy(url)
     # A TypeError, as encode/databases raised: the argument is of the wrong type, not a
     # URL with a mistake in it (that is a ConfigurationError). Only the type is named:
     # the value could be an object whose repr shows a password.
-    hint = ""
-    if callable(getattr(url, "render_as_string", None)):  # a SQLAlchemy URL
-        hint = " (pass url.render_as_string(hide_password=False): str(url) hides the password)"
     raise TypeError(
-        f"a database URL must be a str or a DatabaseURL, not {type(url).__qualname__}{hint}"
+        "a database URL must be a str, a DatabaseURL or a SQLAlchemy URL, "
+        f"not {type(url).__qualname__}"
     )
+
+
+def _from_sqlalchemy(url: SQLAlchemyURL) -> str:
+    """The text of a SQLAlchemy URL, password included, as dbaccess writes URLs."""
+    # Not url.render_as_string(hide_password=False): it percent-encodes ':' in the
+    # database ('sqlite:///%3Amemory%3A'), and str() would mask the password.
+    parts: dict[str, Any] = {
+        "username": url.username,
+        "password": url.password,
+        "hostname": url.host,
+        "port": url.port,
+        "query": urlencode(list(url.query.items()), doseq=True),
+    }
+    if url.database is not None:
+        parts["database"] = url.database
+    return str(DatabaseURL(f"{url.drivername}://").replace(**parts))
 
 
 def _obscure(url: str) -> str:

@@ -312,7 +312,7 @@ async def test_values_that_are_not_a_mapping(db: Database, values: Any) -> None:
 
 async def test_execute_many_needs_a_list_of_mappings(db: Database) -> None:
     with pytest.raises(InterfaceError):
-        await db.execute_many(INSERT_USER, {"name": "a"})  # type: ignore[arg-type]
+        await db.execute_many(INSERT_USER, {"name": "a"})  # type: ignore[call-overload]
     with pytest.raises(InterfaceError):
         await db.execute_many(INSERT_USER, "abc")  # type: ignore[arg-type]
     assert await db.fetch_val(COUNT_USERS) == 0

@@ -355,7 +355,7 @@ async def test_execute_many_with_no_rows_does_nothing(db: Database) -> None:
 
 async def test_execute_many_refuses_a_single_mapping(db: Database) -> None:
     with pytest.raises(InterfaceError, match="list of mappings"):
-        await db.execute_many(notes.insert(), {"text": "x"})  # type: ignore[arg-type]
+        await db.execute_many(notes.insert(), {"text": "x"})  # type: ignore[call-overload]
 
 
 async def test_connection_has_the_same_query_methods(db: Database) -> None:

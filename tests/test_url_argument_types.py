@@ -27,7 +27,8 @@ def test_database_of_a_non_string_url_raises_type_error(value: Any) -> None:
         Database(value)
     message = str(raised.value)
     assert message == (
-        f"a database URL must be a str or a DatabaseURL, not {type(value).__qualname__}"
+        "a database URL must be a str, a DatabaseURL or a SQLAlchemy URL, "
+        f"not {type(value).__qualname__}"
     )
     assert not isinstance(raised.value, ConfigurationError)
 

@@ -145,6 +145,11 @@ class Backend(Protocol):
     async def connect(self) -> BackendConnection:
         """Open one new connection, set up for dbaccess."""
 
+    async def cancel_statement(self, conn: BackendConnection) -> None:
+        """Ask the server to stop the statement running on ``conn`` (its ``timeout=``
+        expired), from a connection of its own; a no-op where closing ``conn`` stops it.
+        ``conn`` is closed afterwards either way."""
+
     async def close(self) -> None:
         """Release what the backend holds beyond its connections (after the pool closed)."""
 

@@ -639,6 +639,15 @@ class MySQLBackendBase(Backend):
             return f"SET SESSION max_statement_time = {seconds}"
         return f"SET SESSION max_execution_time = {round(seconds * 1000)}"
 
+    async def cancel_statement(self, conn: BackendConnection) -> None:
+        # The server would run it to its end after the socket closes (SLEEP() included).
+        thread_id = int(conn.raw.thread_id())
+        helper = await self.connect()
+        try:
+            await helper.run(f"KILL QUERY {thread_id}")
+        finally:
+            helper.terminate()
+
     async def close(self) -> None:
         return None
 

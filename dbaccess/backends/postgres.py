@@ -479,6 +479,16 @@ class PostgresBackend(Backend):
             raise
         return PostgresConnection(conn)
 
+    async def cancel_statement(self, conn: BackendConnection) -> None:
+        # Closing the connection would not stop it: the server notices a closed socket
+        # only when it next writes to it, which pg_sleep() or a long sort never does.
+        pid = int(conn.raw.get_server_pid())
+        helper = await self.connect()
+        try:
+            await helper.run(f"SELECT pg_cancel_backend({pid})")
+        finally:
+            helper.terminate()
+
     async def close(self) -> None:
         return None
 

@@ -685,6 +685,9 @@ class SQLiteBackend(Backend):
         if self._stopping:  # worker threads of terminated connections
             await asyncio.wait(set(self._stopping), timeout=5.0)
 
+    async def cancel_statement(self, conn: BackendConnection) -> None:
+        return None  # closing the connection interrupts its statement
+
     def terminate(self) -> None:
         keeper, self._keeper = self._keeper, None
         if keeper is not None:

@@ -211,6 +211,10 @@ class PsycopgConnection(BackendConnection):
     def _failed(self, exc: Exception) -> DBAccessError:
         """The dbaccess error for a driver error on this connection."""
         if isinstance(exc, asyncio.TimeoutError):
+            if self._pgconn.transaction_status == _ACTIVE:
+                # The statement never ended: psycopg < 3.3 leaves the connection so
+                # when its cancellation is interrupted. It can run nothing else.
+                self.terminate()
             if self.is_closed:
                 message = (
                     f"the server did not answer within command_timeout + {SERVER_GRACE:g} s "

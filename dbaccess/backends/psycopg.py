@@ -212,8 +212,8 @@ class PsycopgConnection(BackendConnection):
         """The dbaccess error for a driver error on this connection."""
         if isinstance(exc, asyncio.TimeoutError):
             if self._pgconn.transaction_status == _ACTIVE:
-                # The statement never ended: psycopg < 3.3 leaves the connection so
-                # when its cancellation is interrupted. It can run nothing else.
+                # The statement never ended (psycopg before 3.3.9 leaves the connection
+                # so when its cancellation is interrupted): it can run nothing else.
                 self.terminate()
             if self.is_closed:
                 message = (

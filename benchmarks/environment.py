@@ -20,6 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = (
     "dbaccess",
     "asyncpg",
+    "psycopg",
+    "psycopg-pool",
     "aiomysql",
     "PyMySQL",
     "aiosqlite",

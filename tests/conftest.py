@@ -203,8 +203,10 @@ async def released(db: Database) -> bool:
 
 
 def driver_in_transaction(raw: Any) -> bool:
-    """Whether a driver connection (asyncpg, aiomysql, asyncmy, aiosqlite) is in a
-    transaction, asked of the driver itself."""
+    """Whether a driver connection (asyncpg, psycopg, aiomysql, asyncmy, aiosqlite) is
+    in a transaction, asked of the driver itself."""
+    if hasattr(raw, "pgconn"):  # psycopg: INTRANS or INERROR
+        return raw.pgconn.transaction_status in (2, 3)
     if hasattr(raw, "is_in_transaction"):  # asyncpg
         return bool(raw.is_in_transaction())
     if hasattr(raw, "get_transaction_status"):  # aiomysql, asyncmy

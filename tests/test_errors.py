@@ -42,6 +42,10 @@ def driver_errors(database_url: str) -> DriverErrors:
     url = DatabaseURL(database_url)
     if url.dialect == "sqlite":
         return DriverErrors(sqlite3.Error, sqlite3.IntegrityError)
+    if url.driver == "psycopg":
+        import psycopg
+
+        return DriverErrors(psycopg.Error, psycopg.errors.UniqueViolation)
     if url.dialect in ("postgresql", "postgres"):
         import asyncpg
 

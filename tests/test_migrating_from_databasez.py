@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from dbaccess import ConfigurationError, Database, InterfaceError
+from dbaccess import Database, InterfaceError
 
 from .conftest import notes
 
@@ -53,11 +53,9 @@ def test_a_sqlalchemy_url_object_is_a_url_as_in_databasez() -> None:
     assert "secret" not in repr(database)
 
 
-def test_psycopg_urls_are_not_supported_yet() -> None:
-    with pytest.raises(
-        ConfigurationError, match="unsupported database URL scheme 'postgresql\\+psycopg'"
-    ):
-        Database("postgresql+psycopg://localhost/app")
+def test_psycopg_urls_run_on_psycopg() -> None:
+    # databasez's postgresql:// is psycopg; here it is named in the scheme.
+    assert Database("postgresql+psycopg://localhost/app").url.driver == "psycopg"
 
 
 async def test_raw_sql_in_lists_expand(db: Database) -> None:

@@ -17,6 +17,7 @@ from dbaccess import ConfigurationError, Database, DatabaseURL, OperationalError
 # One URL per backend (and driver); nothing listens there, nothing is opened.
 SCHEMES = {
     "postgresql": "postgresql://u@127.0.0.1/d",
+    "psycopg": "postgresql+psycopg://u@127.0.0.1/d",
     "mysql": "mysql://u@127.0.0.1/d",
     "asyncmy": "mysql+asyncmy://u@127.0.0.1/d",
     "sqlite": "sqlite:///:memory:",
@@ -33,7 +34,7 @@ def with_options(url: str, **options: Any) -> str:
 # -- schemes -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["postgresql+psycopg://h/d", "oracle://h/d", "mysql+mysqldb://h/d"])
+@pytest.mark.parametrize("url", ["postgresql+pg8000://h/d", "oracle://h/d", "mysql+mysqldb://h/d"])
 def test_unknown_scheme_lists_the_supported_ones(url: str) -> None:
     scheme = DatabaseURL(url).scheme
     with pytest.raises(ConfigurationError) as info:
@@ -138,6 +139,8 @@ def test_mysql_refuses_ssl_modes_only_postgresql_has() -> None:
 
 DRIVER_KEYWORDS: dict[str, dict[str, Any]] = {
     "postgresql": {"server_settings": {"application_name": "dbaccess-h3"}},
+    # libpq's connection parameters are psycopg's keywords.
+    "psycopg": {"options": "-c application_name=dbaccess-h3"},
     "mysql": {"sql_mode": "ANSI_QUOTES"},
     "asyncmy": {"sql_mode": "ANSI_QUOTES"},
     "sqlite": {"cached_statements": 16},
@@ -166,6 +169,12 @@ def test_driver_keyword_is_not_a_url_option() -> None:
     ("url", "keyword"),
     [
         (SCHEMES["postgresql"], "dsn"),
+        (SCHEMES["postgresql"], "password"),
+        (SCHEMES["postgresql"], "database"),
+        (SCHEMES["postgresql"], "timeout"),
+        (SCHEMES["psycopg"], "dbname"),
+        (SCHEMES["psycopg"], "autocommit"),
+        (SCHEMES["psycopg"], "sslmode"),
         (SCHEMES["mysql"], "host"),
         (SCHEMES["mysql"], "autocommit"),
         (SCHEMES["mysql"], "user"),
@@ -189,6 +198,7 @@ def test_managed_keywords_are_refused(url: str, keyword: str) -> None:
     ("url", "driver", "module", "extra"),
     [
         ("postgresql://h/d", "asyncpg", "dbaccess.backends.postgres", "postgresql"),
+        ("postgresql+psycopg://h/d", "psycopg", "dbaccess.backends.psycopg", "psycopg"),
         ("mysql://h/d", "aiomysql", "dbaccess.backends.mysql", "mysql"),
         ("mysql+asyncmy://h/d", "asyncmy", "dbaccess.backends.asyncmy", "asyncmy"),
         ("sqlite:///:memory:", "aiosqlite", "dbaccess.backends.sqlite", "sqlite"),
@@ -307,7 +317,7 @@ async def test_command_timeout_in_url(database_url: str, dialect: str) -> None:
 
 async def test_driver_keyword_reaches_the_driver(database_url: str, dialect: str) -> None:
     scheme = DatabaseURL(database_url).scheme
-    backend = "asyncmy" if scheme.endswith("+asyncmy") else dialect
+    backend = scheme.partition("+")[2] if scheme.endswith(("+asyncmy", "+psycopg")) else dialect
     async with Database(database_url, **DRIVER_KEYWORDS[backend]) as db:
         if dialect == "postgresql":
             assert await db.fetch_val("SHOW application_name") == "dbaccess-h3"

@@ -11,6 +11,7 @@ import aiomysql
 import aiosqlite
 import asyncmy
 import asyncpg
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -236,6 +237,8 @@ async def test_connections_outside_a_block_are_not_shared(db: Database) -> None:
 
 def expected_raw_class(url: str) -> type[object]:
     parsed = DatabaseURL(url)
+    if parsed.driver == "psycopg":
+        return psycopg.AsyncConnection
     if parsed.dialect in ("postgresql", "postgres"):
         return asyncpg.Connection  # type: ignore[no-any-return]
     if parsed.dialect == "sqlite":

@@ -29,6 +29,8 @@ __all__ = [
 _REGISTRY: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "dbaccess": ("lib_dbaccess", "DBAccess", ("postgresql", "mysql", "sqlite")),
     "asyncpg": ("raw_asyncpg", "RawAsyncpg", ("postgresql",)),
+    "dbaccess-psycopg": ("lib_dbaccess", "DBAccessPsycopg", ("postgresql",)),
+    "psycopg": ("raw_psycopg", "RawPsycopg", ("postgresql",)),
     "aiomysql": ("raw_aiomysql", "RawAiomysql", ("mysql",)),
     "aiosqlite": ("raw_aiosqlite", "RawAiosqlite", ("sqlite",)),
     "databases": ("lib_databases", "Databases", ("postgresql", "mysql", "sqlite")),

@@ -11,6 +11,7 @@ from .base import Backend
 __all__ = ["SUPPORTED_BACKENDS", "backend_class"]
 
 _POSTGRES = ("dbaccess.backends.postgres:PostgresBackend", "postgresql", ("asyncpg",))
+_PSYCOPG = ("dbaccess.backends.psycopg:PsycopgBackend", "psycopg", ("psycopg",))
 _AIOMYSQL = ("dbaccess.backends.mysql:MySQLBackend", "mysql", ("aiomysql", "pymysql"))
 _ASYNCMY = ("dbaccess.backends.asyncmy:AsyncmyBackend", "asyncmy", ("asyncmy",))
 _SQLITE = ("dbaccess.backends.sqlite:SQLiteBackend", "sqlite", ("aiosqlite",))
@@ -20,6 +21,8 @@ SUPPORTED_BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "postgresql": _POSTGRES,
     "postgresql+asyncpg": _POSTGRES,
     "postgres": _POSTGRES,
+    "postgresql+psycopg": _PSYCOPG,
+    "postgres+psycopg": _PSYCOPG,
     "mysql": _AIOMYSQL,
     "mysql+aiomysql": _AIOMYSQL,
     "mariadb": _AIOMYSQL,

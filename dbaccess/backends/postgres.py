@@ -19,12 +19,9 @@ from ..errors import (
     DatabaseError,
     DataError,
     DBAccessError,
-    IntegrityError,
     InterfaceError,
     InternalError,
-    NotSupportedError,
     OperationalError,
-    ProgrammingError,
     translate,
 )
 from ..options import (
@@ -37,50 +34,16 @@ from ..options import (
 )
 from ..url import DatabaseURL
 from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
+from .postgres_common import (
+    ABORTED_COMMIT,
+    ISOLATION_LEVELS,
+    RESET_SESSION,
+    begin_statement,
+    rowcount,
+    sqlstate_error,
+)
 
 __all__ = ["PostgresBackend"]
-
-# SQLSTATE classes (the first two characters) and the DB-API error each one means.
-_SQLSTATE_CLASSES: dict[str, type[DBAccessError]] = {
-    "08": OperationalError,  # connection exception
-    "0A": NotSupportedError,
-    "20": ProgrammingError,  # case not found
-    "21": ProgrammingError,  # cardinality violation
-    "22": DataError,
-    "23": IntegrityError,
-    "24": InternalError,  # invalid cursor state
-    "25": InternalError,  # invalid transaction state, including "transaction is aborted"
-    "26": ProgrammingError,
-    "27": OperationalError,
-    "28": OperationalError,  # invalid authorization
-    "2B": InternalError,
-    "2D": InternalError,
-    "2F": InternalError,
-    "34": ProgrammingError,
-    "38": InternalError,
-    "39": InternalError,
-    "3B": InternalError,
-    "3D": ProgrammingError,  # invalid catalog name
-    "3F": ProgrammingError,  # invalid schema name
-    "40": OperationalError,  # serialization failure, deadlock
-    "42": ProgrammingError,  # syntax error, undefined table or column
-    "44": ProgrammingError,
-    "53": OperationalError,  # insufficient resources
-    "54": OperationalError,  # program limit exceeded
-    "55": OperationalError,  # object not in prerequisite state, lock not available
-    "57": OperationalError,  # operator intervention: cancelled, shutting down
-    "58": OperationalError,  # system error
-    "F0": InternalError,
-    "HV": OperationalError,
-    "P0": InternalError,  # PL/pgSQL raise
-    "XX": InternalError,
-}
-
-
-# Single SQLSTATEs classed apart from their class, to match the other backends.
-_SQLSTATES: dict[str, type[DBAccessError]] = {
-    "25006": OperationalError,  # a write in a READ ONLY transaction (MySQL, SQLite: same)
-}
 
 
 _ARGUMENT = re.compile(r"^invalid input for query argument \$(\d+)")
@@ -98,9 +61,7 @@ def _with_position(error: DBAccessError) -> DBAccessError:
 
 def _translate(exc: Exception) -> DBAccessError:
     if isinstance(exc, asyncpg.PostgresError):
-        sqlstate = getattr(exc, "sqlstate", None) or ""
-        ours = _SQLSTATES.get(sqlstate) or _SQLSTATE_CLASSES.get(sqlstate[:2], DatabaseError)
-        return _with_position(translate(exc, ours))
+        return _with_position(translate(exc, sqlstate_error(getattr(exc, "sqlstate", None))))
     if isinstance(exc, asyncpg.InterfaceError):
         # asyncpg's client-side DataError is an InterfaceError and a ValueError.
         if isinstance(exc, ValueError):
@@ -134,20 +95,6 @@ _LOST = (
 
 
 _cursor_ids = itertools.count(1)
-
-#: Back to a fresh session: settings (to the values the connection started with),
-#: session advisory locks, cursors, listeners, the session user and temporary tables.
-#: DISCARD ALL would also drop the prepared statements asyncpg caches: this is the rest
-#: of it, in its order.
-_RESET_SESSION = (
-    "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; "
-    "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
-)
-
-
-def _rowcount(status: str) -> int:
-    count = status.rpartition(" ")[2]
-    return int(count) if count.isdigit() else -1
 
 
 class PostgresConnection(BackendConnection):
@@ -205,7 +152,7 @@ class PostgresConnection(BackendConnection):
             status = await self._conn.execute(sql, *args)
         except _DRIVER_ERRORS as exc:
             raise self._failed(exc) from exc
-        return Outcome(_rowcount(status), None, (), ())
+        return Outcome(rowcount(status), None, (), ())
 
     async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
         try:
@@ -274,14 +221,7 @@ class PostgresConnection(BackendConnection):
         return self.in_transaction
 
     async def begin(self, mode: TransactionMode) -> None:
-        sql = "BEGIN"
-        if mode.isolation:
-            sql += f" ISOLATION LEVEL {mode.isolation.upper()}"
-        if mode.readonly:
-            sql += " READ ONLY"
-        if mode.deferrable is not None:
-            sql += " DEFERRABLE" if mode.deferrable else " NOT DEFERRABLE"
-        await self.run(sql)
+        await self.run(begin_statement(mode))
 
     async def commit(self) -> None:
         try:
@@ -291,10 +231,7 @@ class PostgresConnection(BackendConnection):
         if status == "ROLLBACK":
             # PostgreSQL aborts a transaction at its first error and answers COMMIT by
             # rolling back; say so instead of letting the caller believe it committed.
-            raise InternalError(
-                "cannot commit: PostgreSQL aborted this transaction after an error in "
-                "one of its statements, and rolled it back"
-            )
+            raise InternalError(ABORTED_COMMIT)
 
     async def rollback(self) -> None:
         await self.run("ROLLBACK")
@@ -303,7 +240,7 @@ class PostgresConnection(BackendConnection):
         # What asyncpg's own pool runs on every release, and the temporary tables; here
         # only after a statement that changed the session (one round trip).
         try:
-            await self._conn.execute(_RESET_SESSION)
+            await self._conn.execute(RESET_SESSION)
         except _DRIVER_ERRORS:
             return False
         return True
@@ -383,9 +320,7 @@ class PostgresBackend(Backend):
         "application_name": lambda name, value: str(value),
         "statement_cache_size": lambda name, value: parse_int(name, value, minimum=0),
     }
-    isolation_levels: ClassVar[frozenset[str]] = frozenset(
-        {"read uncommitted", "read committed", "repeatable read", "serializable"}
-    )
+    isolation_levels: ClassVar[frozenset[str]] = ISOLATION_LEVELS
     supports_deferrable: ClassVar[bool] = True
 
     def __init__(self, url: DatabaseURL, keywords: Mapping[str, Any]) -> None:

@@ -1,0 +1,497 @@
+"""PostgreSQL through psycopg 3 (``psycopg.AsyncConnection``, in autocommit mode: dbaccess
+sends BEGIN itself, as it does on every backend)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import select
+import ssl as ssl_module
+import sys
+import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, ClassVar
+
+import psycopg
+from psycopg import pq
+from psycopg.adapt import AdaptersMap
+from psycopg.types.array import ListBinaryDumper, ListDumper
+from sqlalchemy.dialects.postgresql.psycopg import PGDialectAsync_psycopg
+from sqlalchemy.engine.interfaces import Dialect
+
+from ..errors import (
+    ConfigurationError,
+    DatabaseError,
+    DataError,
+    DBAccessError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    translate,
+)
+from ..options import Options, Parser, keyword_parameters, parse_int, parse_options
+from ..url import DatabaseURL
+from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
+from .postgres_common import (
+    ABORTED_COMMIT,
+    ISOLATION_LEVELS,
+    RESET_SESSION,
+    begin_statement,
+    rowcount,
+    sqlstate_error,
+)
+
+__all__ = ["PsycopgBackend"]
+
+# psycopg's DB-API classes for errors without a SQLSTATE (raised in the client: a
+# value it cannot adapt, a lost connection), most specific first.
+_CLIENT_ERRORS: tuple[tuple[type[Exception], type[DBAccessError]], ...] = (
+    (psycopg.DataError, DataError),
+    (psycopg.IntegrityError, IntegrityError),
+    (psycopg.InternalError, InternalError),
+    (psycopg.NotSupportedError, NotSupportedError),
+    (psycopg.OperationalError, OperationalError),
+    (psycopg.ProgrammingError, ProgrammingError),
+    (psycopg.InterfaceError, InterfaceError),
+)
+
+_DRIVER_ERRORS = (psycopg.Error, OSError)  # asyncio.TimeoutError is an OSError
+
+_LOST = (
+    "the connection to the server was lost (it was closed by the server, or the "
+    "network failed); leave the block: the next one gets a new connection"
+)
+
+# As plain ints: libpq's statuses come as ints, which compare with ints in a tenth of
+# the time they take to compare with the IntEnum members.
+_ACTIVE = int(pq.TransactionStatus.ACTIVE)
+_INTRANS = int(pq.TransactionStatus.INTRANS)
+_INERROR = int(pq.TransactionStatus.INERROR)
+_OK = int(pq.ConnStatus.OK)
+_READABLE = (
+    getattr(select, "POLLIN", 0) | getattr(select, "POLLHUP", 0) | getattr(select, "POLLERR", 0)
+)
+
+_cursor_ids = itertools.count(1)
+
+#: psycopg's adapters, but a tuple is an array (psycopg's default makes it a record), as
+#: on asyncpg: the compiler binds the list of ``IN :ids`` as one array parameter.
+_ADAPTERS = AdaptersMap(psycopg.adapters)
+_ADAPTERS.register_dumper(tuple, ListDumper)
+_ADAPTERS.register_dumper(tuple, ListBinaryDumper)
+
+
+def _translate(exc: Exception) -> DBAccessError:
+    if isinstance(exc, psycopg.Error):
+        if exc.sqlstate:
+            return translate(exc, sqlstate_error(exc.sqlstate))
+        for theirs, ours in _CLIENT_ERRORS:
+            if isinstance(exc, theirs):
+                return translate(exc, ours)
+        return translate(exc, DatabaseError)
+    if isinstance(exc, OSError):
+        return translate(exc, OperationalError)
+    return translate(exc, DatabaseError)
+
+
+#: Seconds past command_timeout after which a server that has answered neither the
+#: statement nor its cancellation is taken for hung (as on MySQL), and the connection
+#: closed: psycopg alone would wait 5 s for the cancel request and 5 s more.
+SERVER_GRACE = 2.0
+
+
+class _Deadline:
+    """Cancel the running statement after ``seconds``: psycopg, interrupted, cancels it
+    on the server and reads the connection back to idle, then this raises TimeoutError.
+    A server that answers nothing within SERVER_GRACE more is interrupted a second
+    time, on which psycopg closes the connection. (Like asyncio.timeout(), which only
+    Python 3.11 has, with the second step.)"""
+
+    __slots__ = ("_cancels", "_handle", "_seconds", "_task")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._cancels = 0
+
+    async def __aenter__(self) -> None:
+        self._task = asyncio.current_task()
+        if self._task is not None:
+            self._handle = asyncio.get_running_loop().call_later(self._seconds, self._expire)
+
+    def _expire(self) -> None:
+        if self._task is None:
+            return
+        self._cancels += 1
+        self._task.cancel()
+        if self._cancels == 1:
+            self._handle = asyncio.get_running_loop().call_later(SERVER_GRACE, self._expire)
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if not self._cancels or self._task is None:
+            return
+        if sys.version_info >= (3, 11):
+            # Take back our cancellations; one left over is the caller's: let it through.
+            remaining = 0
+            for _ in range(self._cancels):
+                remaining = self._task.uncancel()
+            if remaining > 0:
+                return
+        if kind is asyncio.CancelledError:
+            raise asyncio.TimeoutError() from exc
+
+
+class PsycopgConnection(BackendConnection):
+    __slots__ = ("_conn", "_pgconn", "_poller", "_timeout", "opened_at", "queries")
+
+    # psycopg's executemany() pipelines every statement before one Sync, which ends the
+    # implicit transaction they all ran in: all-or-nothing without BEGIN and COMMIT
+    # (checked with 50,000 rows and a failure in the last). Without pipeline mode (a
+    # libpq older than 14) it runs them one by one: dbaccess wraps them.
+    atomic_execute_many = psycopg.AsyncPipeline.is_supported()
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], command_timeout: float | None) -> None:
+        self._conn = conn
+        self._pgconn = conn.pgconn
+        self._timeout = command_timeout
+        self.queries = 0
+        self.opened_at = time.monotonic()
+        #: Polls the socket for what the server sent while idle (None where the
+        #: platform has no poll(): then is_closed reads the socket every time).
+        self._poller: Any = None
+        if hasattr(select, "poll"):
+            self._poller = select.poll()
+            self._poller.register(conn.pgconn.socket, _READABLE)
+
+    @property
+    def raw(self) -> psycopg.AsyncConnection[Any]:
+        return self._conn
+
+    @property
+    def in_transaction(self) -> bool:
+        status = self._pgconn.transaction_status
+        return status in (_INTRANS, _INERROR)
+
+    @property
+    def is_closed(self) -> bool:
+        pgconn = self._pgconn
+        if pgconn.status != _OK:
+            return True
+        if pgconn.transaction_status == _ACTIVE:
+            return False  # a statement is running: its own call reports a failure
+        # Idle, the server has nothing to say unless it closed the connection (a FATAL
+        # message, then end of file) or sent a notice. One poll() of the socket tells
+        # (1.9 µs here, no round trip); then read what arrived, twice, since libpq stops
+        # after the data it read and sees the end of file on the next read.
+        if self._poller is not None and not self._poller.poll(0):
+            return False
+        try:
+            pgconn.consume_input()
+            pgconn.consume_input()
+        except psycopg.OperationalError:
+            return True
+        return pgconn.status != _OK
+
+    def _deadline(self) -> contextlib.AbstractAsyncContextManager[None]:
+        if self._timeout is None:
+            return contextlib.nullcontext()
+        return _Deadline(self._timeout)
+
+    def _failed(self, exc: Exception) -> DBAccessError:
+        """The dbaccess error for a driver error on this connection."""
+        if isinstance(exc, asyncio.TimeoutError):
+            if self._pgconn.transaction_status == _ACTIVE:
+                # The statement never ended (psycopg before 3.3.9 leaves the connection
+                # so when its cancellation is interrupted): it can run nothing else.
+                self.terminate()
+            if self.is_closed:
+                message = (
+                    f"the server did not answer within command_timeout + {SERVER_GRACE:g} s "
+                    f"({self._timeout:g} s + {SERVER_GRACE:g} s), nor the cancellation of "
+                    "the statement; the connection was closed"
+                )
+            else:
+                message = (
+                    f"the statement ran longer than command_timeout ({self._timeout:g} s) "
+                    "and was cancelled on the server; the connection stays usable"
+                )
+            return translate(exc, OperationalError, message)
+        if isinstance(exc, psycopg.OperationalError) and not exc.sqlstate and self.is_closed:
+            return translate(exc, OperationalError, f"{_LOST}: {exc}")
+        return _translate(exc)
+
+    @staticmethod
+    async def _execute(cursor: psycopg.AsyncCursor[Any], sql: str, args: Sequence[Any]) -> None:
+        if args:
+            await cursor.execute(sql, args)
+        else:
+            # Without arguments psycopg sends the text as it is (the simple protocol,
+            # which also runs several statements), so undo the doubling of % that
+            # SQLAlchemy's format paramstyle applies.
+            await cursor.execute(sql.replace("%%", "%") if "%" in sql else sql)
+
+    async def fetch(self, sql: str, args: Sequence[Any], limit: int | None) -> Rows:
+        try:
+            async with self._deadline():
+                cursor = self._conn.cursor()
+                await self._execute(cursor, sql, args)
+                if limit == 1:
+                    row = await cursor.fetchone()
+                    rows = [] if row is None else [row]
+                elif limit is None:
+                    rows = await cursor.fetchall()
+                else:
+                    rows = await cursor.fetchmany(limit)
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
+        return rows, _keys(cursor)
+
+    async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
+        try:
+            async with self._deadline():
+                cursor = self._conn.cursor()
+                await self._execute(cursor, sql, args)
+                if returns_rows:
+                    rows = await cursor.fetchall() if cursor.description else []
+                    return Outcome(len(rows), None, rows, _keys(cursor))
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
+        return Outcome(rowcount(cursor.statusmessage or ""), None, (), ())
+
+    async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
+        try:
+            async with self._deadline():
+                # Pipelined by psycopg: every statement sent before any result is read.
+                await self._conn.cursor().executemany(sql, many_args)
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
+
+    async def stream(
+        self, sql: str, args: Sequence[Any], chunk_size: int, shared: bool
+    ) -> AsyncGenerator[Rows, None]:
+        # A server-side cursor lives inside a transaction: open one if none is, unless
+        # statements of the loop's body run between chunks, each committing on its own:
+        # then the cursor must outlive their transactions (WITH HOLD, which PostgreSQL
+        # materialises on the server, not in this process).
+        hold = shared and not self.in_transaction
+        own_transaction = not hold and not self.in_transaction
+        if own_transaction:
+            await self.run("BEGIN")
+        finished = False
+        name = f"dbaccess_cursor_{next(_cursor_ids)}"
+        declared = False
+        try:
+            cursor = self._conn.cursor()
+            try:
+                async with self._deadline():
+                    await self._execute(
+                        cursor,
+                        f"DECLARE {name} NO SCROLL CURSOR{' WITH HOLD' if hold else ''} FOR {sql}",
+                        args,
+                    )
+            except _DRIVER_ERRORS as exc:
+                raise self._failed(exc) from exc
+            declared = True
+            fetch = f"FETCH FORWARD {int(chunk_size)} FROM {name}"
+            while True:
+                try:
+                    async with self._deadline():
+                        await cursor.execute(fetch)
+                        rows = await cursor.fetchall()
+                except _DRIVER_ERRORS as exc:
+                    raise self._failed(exc) from exc
+                if not rows:
+                    break
+                yield rows, _keys(cursor)
+            finished = True
+        finally:
+            if not self.is_closed:
+                if own_transaction:
+                    await self.run("COMMIT" if finished else "ROLLBACK")
+                elif declared and self._pgconn.transaction_status != _INERROR:
+                    await self.run(f"CLOSE {name}")
+
+    async def transaction_survived(self) -> bool:
+        # PostgreSQL never ends a transaction on an error: it holds it, aborted, until
+        # ROLLBACK (or ROLLBACK TO SAVEPOINT) and refuses every statement meanwhile.
+        return self.in_transaction
+
+    async def begin(self, mode: TransactionMode) -> None:
+        await self.run(begin_statement(mode))
+
+    async def commit(self) -> None:
+        try:
+            async with self._deadline():
+                cursor = await self._conn.execute("COMMIT")
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
+        if cursor.statusmessage == "ROLLBACK":
+            raise InternalError(ABORTED_COMMIT)
+
+    async def rollback(self) -> None:
+        await self.run("ROLLBACK")
+
+    async def reset_session(self) -> bool:
+        # The same reset as the asyncpg backend's, which keeps the prepared statements
+        # psycopg caches (DISCARD ALL would drop them). One round trip.
+        try:
+            async with self._deadline():
+                await self._conn.execute(RESET_SESSION)
+        except _DRIVER_ERRORS:
+            return False
+        return True
+
+    async def run(self, sql: str) -> None:
+        try:
+            async with self._deadline():
+                await self._conn.execute(sql)
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
+
+    async def close(self) -> None:
+        try:
+            await self._conn.close()
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
+
+    def terminate(self) -> None:
+        # Closes the socket now; a call still waiting on it fails at psycopg's next
+        # poll of the connection (every 0.1 s).
+        self._pgconn.finish()
+
+
+def _keys(cursor: psycopg.AsyncCursor[Any]) -> tuple[str, ...]:
+    return tuple(column.name for column in cursor.description or ())
+
+
+#: libpq's connection parameters (sslrootcert, options, keepalives...): each is a
+#: keyword option, handed to the driver.
+_LIBPQ_KEYWORDS = frozenset(
+    option.keyword.decode() for option in pq.Conninfo.get_defaults()
+) | keyword_parameters(psycopg.AsyncConnection.connect)
+
+
+def _sslmode(value: bool | str | ssl_module.SSLContext) -> str:
+    if isinstance(value, ssl_module.SSLContext):
+        raise ConfigurationError(
+            "ssl= cannot be an SSLContext on postgresql+psycopg:// (libpq makes its own): "
+            "give an sslmode (require, verify-ca, verify-full...) and the certificates "
+            "as the sslrootcert=, sslcert= and sslkey= keyword options"
+        )
+    if value is True:
+        return "require"
+    if value is False:
+        return "disable"
+    return value
+
+
+class PsycopgBackend(Backend):
+    url_options: ClassVar[dict[str, Parser]] = {
+        "host": lambda name, value: str(value),
+        "application_name": lambda name, value: str(value),
+        # As on asyncpg: 0 prepares no statement (for pgbouncer's transaction mode).
+        "statement_cache_size": lambda name, value: parse_int(name, value, minimum=0),
+    }
+    isolation_levels: ClassVar[frozenset[str]] = ISOLATION_LEVELS
+    supports_deferrable: ClassVar[bool] = True
+
+    def __init__(self, url: DatabaseURL, keywords: Mapping[str, Any]) -> None:
+        self._options = parse_options(
+            url.options,
+            keywords,
+            backend_parsers=self.url_options,
+            driver_keywords=_LIBPQ_KEYWORDS,
+            managed=frozenset(
+                {
+                    "conninfo",
+                    "host",
+                    "hostaddr",
+                    "port",
+                    "user",
+                    "password",
+                    "dbname",
+                    "autocommit",
+                    "connect_timeout",
+                    "sslmode",
+                    "row_factory",
+                    "cursor_factory",
+                    "context",
+                }
+            ),
+            backend_name="PostgreSQL",
+        )
+        if self._options.ssl is not None:
+            _sslmode(self._options.ssl)  # refused now, not at the first connection
+        self._url = url
+        # SQLAlchemy's psycopg dialect, with positional %s parameters: the compiler
+        # binds by position for every backend.
+        self._dialect = PGDialectAsync_psycopg(paramstyle="format")  # type: ignore[no-untyped-call]
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._dialect
+
+    @property
+    def options(self) -> Options:
+        return self._options
+
+    async def connect(self) -> PsycopgConnection:
+        options = self._options
+        url = self._url
+        timeout = options.connect_timeout or 10.0
+        kwargs: dict[str, Any] = {
+            **options.driver,
+            "host": url.components.hostname or options.backend.get("host"),
+            "port": url.port,
+            "user": url.username,
+            "password": url.password,
+            "dbname": url.database or None,
+            "autocommit": True,
+            "context": _ADAPTERS,
+            # libpq's own limit is in whole seconds, at least 2: ours, below, is exact.
+            "connect_timeout": max(2, math.ceil(timeout)),
+        }
+        kwargs = {key: value for key, value in kwargs.items() if value is not None}
+        if options.ssl is not None:
+            kwargs["sslmode"] = _sslmode(options.ssl)
+        if "application_name" in options.backend:
+            kwargs["application_name"] = options.backend["application_name"]
+        if options.backend.get("statement_cache_size") == 0:
+            kwargs["prepare_threshold"] = None
+        try:
+            conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(**kwargs), timeout)
+        except asyncio.TimeoutError as exc:
+            raise translate(
+                exc, OperationalError, f"could not connect within connect_timeout={timeout:g} s"
+            ) from exc
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        cache_size = options.backend.get("statement_cache_size")
+        if cache_size:
+            conn.prepared_max = cache_size
+        return PsycopgConnection(conn, options.command_timeout)
+
+    async def cancel_statement(self, conn: BackendConnection) -> None:
+        # libpq's cancel request, on a connection of its own to the server: closing
+        # ours would not stop a statement that is not writing to the socket.
+        await conn.raw.cancel_safe()
+
+    async def close(self) -> None:
+        return None
+
+    def terminate(self) -> None:
+        return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -112,13 +113,22 @@ def _rowcount(status: str) -> int:
     return int(count) if count.isdigit() else -1
 
 
+#: asyncpg 0.32 opens a cursor in any transaction; before, only in one begun through
+#: its own API (Connection.transaction()), which dbaccess's raw BEGIN is not.
+_CURSOR_IN_ANY_TRANSACTION = tuple(
+    int(part) for part in re.findall(r"\d+", asyncpg.__version__)[:2]
+) >= (0, 32)
+
+
 class PostgresConnection(BackendConnection):
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_cursors")
 
     atomic_execute_many = True  # asyncpg >= 0.22
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
+        #: Cursors declared in SQL and still open (asyncpg < 0.32, see _stream_declared).
+        self._cursors = 0
 
     @property
     def raw(self) -> asyncpg.Connection:
@@ -173,7 +183,16 @@ class PostgresConnection(BackendConnection):
         except _DRIVER_ERRORS as exc:
             raise self._failed(exc) from exc
 
-    async def stream(
+    def stream(
+        self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
+    ) -> AsyncGenerator[Rows, None]:
+        if _CURSOR_IN_ANY_TRANSACTION:
+            return self._stream(sql, args, chunk_size, transaction_open)
+        if transaction_open:
+            return self._stream_declared(sql, args, chunk_size)
+        return self._stream_in_own_transaction(sql, args, chunk_size)
+
+    async def _stream(
         self, sql: str, args: Sequence[Any], chunk_size: int, transaction_open: bool
     ) -> AsyncGenerator[Rows, None]:
         # A server-side cursor lives inside a transaction: open one if none is.
@@ -181,22 +200,92 @@ class PostgresConnection(BackendConnection):
             await self.run("BEGIN")
         finished = False
         try:
-            try:
-                cursor = await self._conn.cursor(sql, *args)
-            except _DRIVER_ERRORS as exc:
-                raise self._failed(exc) from exc
-            while True:
-                try:
-                    rows = await cursor.fetch(chunk_size)
-                except _DRIVER_ERRORS as exc:
-                    raise self._failed(exc) from exc
-                if not rows:
-                    break
-                yield rows, tuple(rows[0].keys())
+            async for chunk in self._cursor_chunks(sql, args, chunk_size):
+                yield chunk
             finished = True
         finally:
             if not transaction_open and not self.is_closed:
                 await self.run("COMMIT" if finished else "ROLLBACK")
+
+    async def _cursor_chunks(
+        self, sql: str, args: Sequence[Any], chunk_size: int
+    ) -> AsyncGenerator[Rows, None]:
+        """asyncpg's cursor, in the transaction that is open."""
+        try:
+            cursor = await self._conn.cursor(sql, *args)
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
+        while True:
+            try:
+                rows = await cursor.fetch(chunk_size)
+            except _DRIVER_ERRORS as exc:
+                raise self._failed(exc) from exc
+            if not rows:
+                return
+            yield rows, tuple(rows[0].keys())
+
+    async def _stream_in_own_transaction(
+        self, sql: str, args: Sequence[Any], chunk_size: int
+    ) -> AsyncGenerator[Rows, None]:
+        """asyncpg < 0.32: its cursor inside a transaction begun by asyncpg's own API."""
+        transaction = self._conn.transaction()
+        try:
+            await transaction.start()  # BEGIN, as in _stream(): no extra round trip
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
+        finished = False
+        try:
+            async for chunk in self._cursor_chunks(sql, args, chunk_size):
+                yield chunk
+            finished = True
+        finally:
+            if not self.is_closed:
+                try:
+                    await (transaction.commit() if finished else transaction.rollback())
+                except _DRIVER_ERRORS as exc:
+                    raise self._failed(exc) from exc
+
+    async def _stream_declared(
+        self, sql: str, args: Sequence[Any], chunk_size: int
+    ) -> AsyncGenerator[Rows, None]:
+        """asyncpg < 0.32 in a transaction dbaccess began: a cursor declared in SQL.
+
+        asyncpg refuses its own cursor there (it knows only the transactions it began).
+        DECLARE takes the query's parameters; the FETCH statement is prepared apart from
+        asyncpg's statement cache, because the same text reads other columns each time.
+        """
+        self._cursors += 1
+        name = f"dbaccess_cursor_{self._cursors}"  # unique among the open ones
+        try:
+            try:
+                await self._conn.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {sql}", *args)
+                fetch = await self._conn.prepare(f"FETCH FORWARD {int(chunk_size)} FROM {name}")
+            except _DRIVER_ERRORS as exc:
+                raise self._failed(exc) from exc
+            declared = True
+            try:
+                while True:
+                    try:
+                        rows = await fetch.fetch()
+                    except _DRIVER_ERRORS as exc:
+                        declared = False  # the transaction is aborted: no cursor left
+                        raise self._failed(exc) from exc
+                    if not rows:
+                        return
+                    yield rows, tuple(rows[0].keys())
+            finally:
+                if declared and not self.is_closed:
+                    await self._close_cursor(name)
+        finally:
+            self._cursors -= 1
+
+    async def _close_cursor(self, name: str) -> None:
+        try:
+            await self._conn.execute(f"CLOSE {name}")
+        except asyncpg.InFailedSQLTransactionError:
+            pass  # a statement of the loop body failed: the cursor ends with the transaction
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
 
     async def begin(self, mode: TransactionMode) -> None:
         sql = "BEGIN"

@@ -46,6 +46,11 @@ def bind_processor(type_: sqltypes.TypeEngine[Any], dialect: Dialect) -> Process
     return process
 
 
+#: Float and Numeric: SQLAlchemy 2.0 makes Float a Numeric, 2.1 makes both a NumericCommon
+#: (a name 2.0 does not have).
+_NUMERIC_TYPES = (sqltypes.Numeric, sqltypes.Float)
+
+
 def result_processor(type_: sqltypes.TypeEngine[Any], dialect: Dialect) -> Processor | None:
     """Return the function that turns a driver value into a Python value, or None."""
     impl = type_.dialect_impl(dialect)
@@ -54,7 +59,7 @@ def result_processor(type_: sqltypes.TypeEngine[Any], dialect: Dialect) -> Proce
         process = impl.result_processor(dialect, None)
     except (TypeError, sa_exc.InvalidRequestError):
         # asyncpg's numeric processors need the result's type oid (see module docs).
-        if not isinstance(impl, sqltypes.NumericCommon):
+        if not isinstance(impl, _NUMERIC_TYPES):
             raise
         process = _numeric_by_value(impl)
     if _stores_naive_utc(type_, dialect):
@@ -210,7 +215,7 @@ def _to_aware_utc(value: Any) -> Any:
     return value
 
 
-def _numeric_by_value(impl: sqltypes.NumericCommon[Any]) -> Processor | None:
+def _numeric_by_value(impl: sqltypes.Numeric[Any] | sqltypes.Float[Any]) -> Processor | None:
     natural = isinstance(impl, sqltypes.Float) != bool(impl.asdecimal)
     if natural:  # Float -> float, Numeric -> Decimal: what asyncpg returns already
         return None

@@ -97,6 +97,13 @@ _LOST = (
 _cursor_ids = itertools.count(1)
 
 
+#: asyncpg 0.32 opens a cursor in any transaction; before, only in one begun through
+#: its own API (Connection.transaction()), which dbaccess's raw BEGIN is not.
+_CURSOR_IN_ANY_TRANSACTION = tuple(
+    int(part) for part in re.findall(r"\d+", asyncpg.__version__)[:2]
+) >= (0, 32)
+
+
 class PostgresConnection(BackendConnection):
     __slots__ = ("_conn", "opened_at", "queries")
 
@@ -160,36 +167,33 @@ class PostgresConnection(BackendConnection):
         except _DRIVER_ERRORS as exc:
             raise self._failed(exc) from exc
 
-    async def stream(
+    def stream(
         self, sql: str, args: Sequence[Any], chunk_size: int, shared: bool
     ) -> AsyncGenerator[Rows, None]:
         if shared and not self.in_transaction:
             # Statements of the loop's body run between chunks, each committing on its
             # own: the cursor must outlive their transactions (WITH HOLD).
-            async for chunk in self._stream_held(sql, args, chunk_size):
-                yield chunk
-            return
-        # A server-side cursor lives inside a transaction: open one if none is.
-        own_transaction = not self.in_transaction
-        if own_transaction:
-            await self.run("BEGIN")
+            return self._stream_held(sql, args, chunk_size)
+        if self.in_transaction:
+            if _CURSOR_IN_ANY_TRANSACTION:
+                return self._cursor_chunks(sql, args, chunk_size)
+            return self._stream_declared(sql, args, chunk_size)
+        # A server-side cursor lives inside a transaction: open one for it.
+        if _CURSOR_IN_ANY_TRANSACTION:
+            return self._stream_in_begun_transaction(sql, args, chunk_size)
+        return self._stream_in_own_transaction(sql, args, chunk_size)
+
+    async def _stream_in_begun_transaction(
+        self, sql: str, args: Sequence[Any], chunk_size: int
+    ) -> AsyncGenerator[Rows, None]:
+        await self.run("BEGIN")
         finished = False
         try:
-            try:
-                cursor = await self._conn.cursor(sql, *args)
-            except _DRIVER_ERRORS as exc:
-                raise self._failed(exc) from exc
-            while True:
-                try:
-                    rows = await cursor.fetch(chunk_size)
-                except _DRIVER_ERRORS as exc:
-                    raise self._failed(exc) from exc
-                if not rows:
-                    break
-                yield rows, tuple(rows[0].keys())
+            async for chunk in self._cursor_chunks(sql, args, chunk_size):
+                yield chunk
             finished = True
         finally:
-            if own_transaction and not self.is_closed:
+            if not self.is_closed:
                 await self.run("COMMIT" if finished else "ROLLBACK")
 
     async def _stream_held(
@@ -219,6 +223,86 @@ class PostgresConnection(BackendConnection):
         # PostgreSQL never ends a transaction on an error: it holds it, aborted, until
         # ROLLBACK (or ROLLBACK TO SAVEPOINT) and refuses every statement meanwhile.
         return self.in_transaction
+
+    async def _cursor_chunks(
+        self, sql: str, args: Sequence[Any], chunk_size: int
+    ) -> AsyncGenerator[Rows, None]:
+        """asyncpg's cursor, in the transaction that is open."""
+        try:
+            cursor = await self._conn.cursor(sql, *args)
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
+        while True:
+            try:
+                rows = await cursor.fetch(chunk_size)
+            except _DRIVER_ERRORS as exc:
+                raise self._failed(exc) from exc
+            if not rows:
+                return
+            yield rows, tuple(rows[0].keys())
+
+    async def _stream_in_own_transaction(
+        self, sql: str, args: Sequence[Any], chunk_size: int
+    ) -> AsyncGenerator[Rows, None]:
+        """asyncpg < 0.32: its cursor inside a transaction begun by asyncpg's own API."""
+        transaction = self._conn.transaction()
+        try:
+            await (
+                transaction.start()
+            )  # BEGIN, as in _stream_in_begun_transaction(): no extra round trip
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
+        finished = False
+        try:
+            async for chunk in self._cursor_chunks(sql, args, chunk_size):
+                yield chunk
+            finished = True
+        finally:
+            if not self.is_closed:
+                try:
+                    await (transaction.commit() if finished else transaction.rollback())
+                except _DRIVER_ERRORS as exc:
+                    raise self._failed(exc) from exc
+
+    async def _stream_declared(
+        self, sql: str, args: Sequence[Any], chunk_size: int
+    ) -> AsyncGenerator[Rows, None]:
+        """asyncpg < 0.32 in a transaction dbaccess began: a cursor declared in SQL.
+
+        asyncpg refuses its own cursor there (it knows only the transactions it began).
+        DECLARE takes the query's parameters; the FETCH statement is prepared apart from
+        asyncpg's statement cache, because the same text reads other columns each time.
+        """
+        # A name never used before: a cursor abandoned by a loop left early may still be
+        # open (its clean-up runs later) when the next one is declared.
+        name = f"dbaccess_cursor_{next(_cursor_ids)}"
+        try:
+            await self._conn.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {sql}", *args)
+            fetch = await self._conn.prepare(f"FETCH FORWARD {int(chunk_size)} FROM {name}")
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
+        declared = True
+        try:
+            while True:
+                try:
+                    rows = await fetch.fetch()
+                except _DRIVER_ERRORS as exc:
+                    declared = False  # the transaction is aborted: no cursor left
+                    raise self._failed(exc) from exc
+                if not rows:
+                    return
+                yield rows, tuple(rows[0].keys())
+        finally:
+            if declared and not self.is_closed:
+                await self._close_cursor(name)
+
+    async def _close_cursor(self, name: str) -> None:
+        try:
+            await self._conn.execute(f"CLOSE {name}")
+        except asyncpg.InFailedSQLTransactionError:
+            pass  # a statement of the loop body failed: the cursor ends with the transaction
+        except _DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
 
     async def begin(self, mode: TransactionMode) -> None:
         await self.run(begin_statement(mode))

@@ -15,6 +15,7 @@ a transaction's BEGIN in the same call as its first statement.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import math
@@ -306,6 +307,26 @@ async def _multi_hop(conn: aiosqlite.Connection, function: Callable[..., _T], *a
     return None  # type: ignore[return-value]
 
 
+def _stop(conn: aiosqlite.Connection) -> asyncio.Future[Any] | None:
+    """Close ``conn`` and end its thread without waiting; return what ends with it."""
+    stop = getattr(conn, "stop", None)
+    if stop is not None:  # aiosqlite >= 0.22.1
+        stopped: asyncio.Future[Any] | None = stop()
+        return stopped
+    # Older aiosqlite has no stop(): close() queues the same work (the thread closes
+    # the sqlite3 connection, then ends), in a task of its own so that nothing waits.
+    try:
+        return asyncio.get_running_loop().create_task(_close_quietly(conn))
+    except RuntimeError:  # no event loop any more: the thread ends with the process
+        return None
+
+
+async def _close_quietly(conn: aiosqlite.Connection) -> None:
+    # Already closed, or its statement was interrupted: nothing left to close.
+    with contextlib.suppress(*_DRIVER_ERRORS):
+        await conn.close()
+
+
 class SQLiteConnection(BackendConnection):
     __slots__ = (
         "_begin",
@@ -578,7 +599,7 @@ class SQLiteConnection(BackendConnection):
             # without it the thread runs the statement to its end, which can outlast
             # disconnect() and the event loop.
             raw.interrupt()
-        stopped = self._conn.stop()
+        stopped = _stop(self._conn)
         if stopped is not None:
             self._stopping.add(stopped)
             stopped.add_done_callback(self._stopping.discard)

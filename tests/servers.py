@@ -86,11 +86,19 @@ class PrivateServer:
         if os.geteuid() == 0:
             shutil.chown(self.directory, self.user, self.user)
         self._process: subprocess.Popen[bytes] | None = None
+        self._initialised = False
+        self.running = False
 
     def url(self, scheme: str) -> str:
         raise NotImplementedError
 
     def _start(self) -> None:
+        raise NotImplementedError
+
+    def _initialise(self) -> None:
+        raise NotImplementedError
+
+    def _stop(self) -> None:
         raise NotImplementedError
 
     def _main_pid(self) -> int:
@@ -100,6 +108,10 @@ class PrivateServer:
         raise NotImplementedError
 
     def start(self) -> None:
+        """Start the server (its data directory is made on the first start)."""
+        if not self._initialised:
+            self._initialise()
+            self._initialised = True
         self._start()
         deadline = time.monotonic() + START_WITHIN
         while not self._ready():
@@ -108,6 +120,17 @@ class PrivateServer:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(f"the private {self.name} exited: {self.log()}")
             time.sleep(0.2)
+        self.running = True
+
+    def stop(self) -> None:
+        """Stop the server as a restart would (clients disconnected), keeping its data."""
+        self._stop()
+        self.running = False
+
+    def ensure_running(self) -> None:
+        """Start it again if a test stopped it (and thaw it, if one left it frozen)."""
+        if not self.running:
+            self.start()
 
     def log(self) -> str:
         path = self.directory / "server.log"
@@ -145,7 +168,7 @@ class PrivateMariaDB(PrivateServer):
     def url(self, scheme: str = "mysql") -> str:
         return f"{scheme}://root@127.0.0.1:{self.port}/test"
 
-    def _start(self) -> None:
+    def _initialise(self) -> None:
         data = self.directory / "data"
         _run(
             [
@@ -157,6 +180,9 @@ class PrivateMariaDB(PrivateServer):
                 "--skip-test-db",
             ]
         )
+
+    def _start(self) -> None:
+        data = self.directory / "data"
         argv = [
             "mariadbd",
             "--no-defaults",
@@ -207,6 +233,20 @@ class PrivateMariaDB(PrivateServer):
             raise RuntimeError("the private MariaDB was not started")
         return self._process.pid
 
+    def _stop(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        # SIGTERM is MariaDB's clean shutdown: it disconnects its clients, as a restart
+        # does; wait for the process itself, or the next start finds its files in use.
+        os.kill(process.pid, signal.SIGCONT)
+        process.terminate()
+        try:
+            process.wait(START_WITHIN)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
     def remove(self) -> None:
         process = self._process
         if process is not None and process.poll() is None:
@@ -231,10 +271,12 @@ class PrivatePostgreSQL(PrivateServer):
     def _data(self) -> Path:
         return self.directory / "data"
 
-    def _start(self) -> None:
+    def _initialise(self) -> None:
         _run(
             _as_user(self.user, ["initdb", "-D", str(self._data), "-A", "trust", "-U", "postgres"])
         )
+
+    def _start(self) -> None:
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
         _run(
             _as_user(
@@ -261,6 +303,10 @@ class PrivatePostgreSQL(PrivateServer):
     def _main_pid(self) -> int:
         # The first line of postmaster.pid is the postmaster's pid.
         return int((self._data / "postmaster.pid").read_text().split()[0])
+
+    def _stop(self) -> None:
+        # fast: disconnect the clients and stop, as a restart does.
+        _run(_as_user(self.user, ["pg_ctl", "-D", str(self._data), "-m", "fast", "-w", "stop"]))
 
     def remove(self) -> None:
         pid_file = self._data / "postmaster.pid"

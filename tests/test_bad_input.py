@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dbaccess import Database, DataError, DBAccessError, ProgrammingError
+from dbaccess import Database, DatabaseURL, DataError, DBAccessError, ProgrammingError
 
 from .conftest import everything, released
 
@@ -81,6 +81,11 @@ async def test_a_value_the_column_cannot_take(
         values, parameter = {"value": value}, "value"
     else:
         query, values, parameter = everything.insert(), {"id": 1, column: value}, column
+    if case == "list" and DatabaseURL(str(db.url)).driver == "psycopg":
+        pytest.skip(
+            "psycopg binds a list as an array, and PostgreSQL assigns an array to a text "
+            "column as its text ('{1,2}'); asyncpg refuses it (README: psycopg)"
+        )
     if dialect in holds:
         await db.execute(query, values)
         stored = await db.fetch_val(sa.select(everything.c[column]))

@@ -4,81 +4,47 @@ again on fresh connections, with no action by the application. A server that han
 (frozen: it keeps its connections open and answers nothing) fails calls after
 command_timeout and connect_timeout instead of hanging them.
 
-These tests stop and start the real local servers with `scripts/services`, so they run
-only when DBACCESS_TEST_RESTART=1 (CI sets it), and always start the server again.
-SQLite has no server to restart: they skip there.
+Each test stops, starts or freezes a server of the test session's own (tests/servers.py:
+its own data directory and port), never the servers the rest of the suite uses. SQLite
+has no server to restart: these tests skip there.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
 
-from dbaccess import Database, OperationalError
+from dbaccess import Database, DatabaseURL, OperationalError
 
 from .conftest import released
+from .servers import PrivateServer
 
 pytestmark = pytest.mark.slow
 
-SERVICES = Path(__file__).resolve().parent.parent / "scripts" / "services"
-SERVER_OF = {"postgresql": "postgresql", "mysql": "mariadb"}
 #: Far longer than failing fast takes (milliseconds); reaching it means a hang.
 HANG = 30.0
 
 T = TypeVar("T")
 
 
-class Server:
-    """The local server behind a test URL, stopped and started by scripts/services."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    async def _services(self, action: str) -> None:
-        process = await asyncio.create_subprocess_exec(
-            str(SERVICES),
-            action,
-            self.name,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        output, _ = await process.communicate()
-        if process.returncode != 0:
-            raise RuntimeError(f"scripts/services {action} {self.name} failed: {output!r}")
-
-    async def stop(self) -> None:
-        await self._services("stop")
-
-    async def start(self) -> None:
-        await self._services("start")
-
-    async def freeze(self) -> None:
-        await self._services("freeze")
-
-    async def thaw(self) -> None:
-        await self._services("thaw")
+@pytest.fixture
+def server(database_url: str, dialect: str, request: pytest.FixtureRequest) -> PrivateServer:
+    """The private server of the test URL's kind, running when the test starts."""
+    if dialect == "sqlite":
+        pytest.skip("SQLite has no server to stop")
+    name = "private_postgresql" if dialect == "postgresql" else "private_mariadb"
+    server: PrivateServer = request.getfixturevalue(name)
+    server.ensure_running()
+    return server
 
 
 @pytest.fixture
-async def server(dialect: str) -> AsyncIterator[Server]:
-    if dialect not in SERVER_OF:
-        pytest.skip("SQLite has no server to stop")
-    if os.environ.get("DBACCESS_TEST_RESTART") != "1":
-        pytest.skip(
-            "stops and starts the local servers: set DBACCESS_TEST_RESTART=1 to run it "
-            "(needs scripts/services to control the servers in DBACCESS_TEST_URLS)"
-        )
-    server = Server(SERVER_OF[dialect])
-    try:
-        yield server
-    finally:
-        await server.thaw()
-        await server.start()
+def url(server: PrivateServer, database_url: str) -> str:
+    """The test URL's scheme (driver), on the private server."""
+    return server.url(DatabaseURL(database_url).scheme)
 
 
 async def fails_fast(call: Callable[[], Awaitable[Any]]) -> OperationalError:
@@ -92,18 +58,28 @@ async def fails_fast(call: Callable[[], Awaitable[Any]]) -> OperationalError:
     pytest.fail("succeeded with the server stopped")
 
 
+async def stopped(server: PrivateServer) -> None:
+    """Stop the server in a thread: the event loop runs meanwhile, as it would in an
+    application, and its connections read the server's goodbye."""
+    await asyncio.to_thread(server.stop)
+
+
+async def started(server: PrivateServer) -> None:
+    await asyncio.to_thread(server.start)
+
+
 async def within(seconds: float, awaitable: Awaitable[T]) -> T:
     return await asyncio.wait_for(awaitable, seconds)
 
 
 async def test_calls_fail_fast_while_the_server_is_down_then_recover(
-    database_url: str, server: Server
+    url: str, server: PrivateServer
 ) -> None:
-    async with Database(database_url, min_size=3, max_size=4) as db:
+    async with Database(url, min_size=3, max_size=4) as db:
         assert await db.fetch_val("SELECT 1") == 1
         assert db.pool_stats.idle == 3
 
-        await server.stop()
+        await stopped(server)
         await fails_fast(lambda: db.fetch_val("SELECT 1"))
         await fails_fast(lambda: db.fetch_all("SELECT 1"))
         await fails_fast(lambda: db.execute("SELECT 1"))
@@ -128,7 +104,7 @@ async def test_calls_fail_fast_while_the_server_is_down_then_recover(
         # The dead connections are gone, not waiting to be handed out again.
         assert db.pool_stats.idle == 0 and db.pool_stats.in_use == 0
 
-        await server.start()
+        await started(server)
         results = await asyncio.gather(*(db.fetch_val("SELECT :n", {"n": n}) for n in range(8)))
         assert results == list(range(8))
         async with db.transaction():
@@ -137,13 +113,13 @@ async def test_calls_fail_fast_while_the_server_is_down_then_recover(
 
 
 async def test_a_restart_while_the_pool_is_idle_is_invisible_to_callers(
-    database_url: str, server: Server
+    url: str, server: PrivateServer
 ) -> None:
-    async with Database(database_url, min_size=4, max_size=4) as db:
+    async with Database(url, min_size=4, max_size=4) as db:
         await asyncio.gather(*(db.fetch_val("SELECT 1") for _ in range(4)))
         assert db.pool_stats.idle == 4
-        await server.stop()
-        await server.start()
+        await stopped(server)
+        await started(server)
         # Every pooled connection died with the old server; none reaches a caller.
         results = await asyncio.gather(*(db.fetch_val("SELECT :n", {"n": n}) for n in range(8)))
         assert results == list(range(8))
@@ -151,14 +127,14 @@ async def test_a_restart_while_the_pool_is_idle_is_invisible_to_callers(
 
 
 async def test_a_transaction_open_across_a_restart_fails_and_the_next_one_works(
-    database_url: str, server: Server
+    url: str, server: PrivateServer
 ) -> None:
-    async with Database(database_url, min_size=1, max_size=2) as db:
+    async with Database(url, min_size=1, max_size=2) as db:
         with pytest.raises(OperationalError):
             async with db.transaction():
                 assert await db.fetch_val("SELECT 1") == 1
-                await server.stop()
-                await server.start()
+                await stopped(server)
+                await started(server)
                 await within(HANG, db.fetch_val("SELECT 1"))
         # The rollback on exit did not hang, and no connection was kept.
         assert await released(db)
@@ -168,14 +144,14 @@ async def test_a_transaction_open_across_a_restart_fails_and_the_next_one_works(
 
 
 async def test_connect_fails_fast_while_down_and_works_once_the_server_is_back(
-    database_url: str, server: Server
+    url: str, server: PrivateServer
 ) -> None:
-    await server.stop()
-    db = Database(database_url, min_size=2)
+    await stopped(server)
+    db = Database(url, min_size=2)
     exc = await fails_fast(db.connect)
     assert "127.0.0.1" in str(exc)
     assert not db.is_connected
-    await server.start()
+    await started(server)
     # The same Database object connects once the server is up.
     await within(HANG, db.connect())
     try:
@@ -185,25 +161,22 @@ async def test_connect_fails_fast_while_down_and_works_once_the_server_is_back(
 
 
 async def test_disconnect_while_the_server_is_down_does_not_hang(
-    database_url: str, server: Server
+    url: str, server: PrivateServer
 ) -> None:
-    db = Database(database_url, min_size=3, max_size=3)
+    db = Database(url, min_size=3, max_size=3)
     await db.connect()
     assert await db.fetch_val("SELECT 1") == 1
-    await server.stop()
+    await stopped(server)
     await within(HANG, db.disconnect())
     assert not db.is_connected
 
 
 async def test_a_frozen_server_fails_calls_after_the_timeouts_then_recovers(
-    database_url: str, server: Server
+    url: str, server: PrivateServer
 ) -> None:
-    async with Database(
-        database_url, min_size=1, max_size=2, command_timeout=1, connect_timeout=1
-    ) as db:
+    async with Database(url, min_size=1, max_size=2, command_timeout=1, connect_timeout=1) as db:
         assert await db.fetch_val("SELECT 1") == 1
-        await server.freeze()
-        try:
+        with server.frozen():
             on_pooled, on_new = await asyncio.gather(
                 # The first takes the pooled connection, which the frozen server keeps
                 # open; the second opens a new one, which it never answers.
@@ -213,8 +186,6 @@ async def test_a_frozen_server_fails_calls_after_the_timeouts_then_recovers(
             assert "command_timeout" in str(on_pooled)
             assert "connect_timeout" in str(on_new)
             assert db.pool_stats.in_use == 0
-        finally:
-            await server.thaw()
         results = await asyncio.gather(*(db.fetch_val("SELECT :n", {"n": n}) for n in range(4)))
         assert results == list(range(4))
         assert await released(db)

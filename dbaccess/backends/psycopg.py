@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import decimal
 import itertools
 import math
 import select
 import ssl as ssl_module
 import sys
 import time
+import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
@@ -46,6 +49,7 @@ from .postgres_common import (
     rowcount,
     sqlstate_error,
 )
+from .values import a, container_problem, driver_refused, find_refused, refused, text_problem
 
 __all__ = ["PsycopgBackend"]
 
@@ -85,6 +89,48 @@ _cursor_ids = itertools.count(1)
 _ADAPTERS = AdaptersMap(psycopg.adapters)
 _ADAPTERS.register_dumper(tuple, ListDumper)
 _ADAPTERS.register_dumper(tuple, ListBinaryDumper)
+
+
+#: What a bad value makes psycopg raise: its adaptation errors (no SQLSTATE), an
+#: encoding error for text that is not Unicode, and the server's refusals of a value
+#: psycopg sent in another type (an array for a text column, a numeric for an integer).
+_BINDING_ERRORS = (*_DRIVER_ERRORS, UnicodeError, OverflowError)
+_REFUSED_BY_THE_SERVER = frozenset({"42804", "22003"})  # datatype mismatch, out of range
+_ADAPTED = (
+    type(None), bool, int, float, decimal.Decimal, str, bytes, bytearray, memoryview,
+    datetime.date, datetime.time, datetime.timedelta, uuid.UUID,
+)  # fmt: skip
+_INT64 = range(-(2**63), 2**63)
+
+
+def _problem(value: Any) -> str | None:
+    """Why ``value`` cannot go into a column as one value here (asked on errors only)."""
+    if isinstance(value, str):
+        return text_problem(value)
+    problem = container_problem(value)
+    if problem is not None:
+        return problem
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        return f"{value} (an int) is outside PostgreSQL's 64-bit integer range"
+    if not isinstance(value, _ADAPTED):
+        return f"{a(type(value).__name__)} cannot be bound: psycopg has no adapter for it"
+    return None
+
+
+def _refusal(error: DBAccessError, rows: Sequence[Sequence[Any]]) -> DBAccessError:
+    """The error for a value psycopg or the server refused, naming it; ``error`` else."""
+    orig = error.orig
+    client = isinstance(orig, (UnicodeError, OverflowError)) or (
+        isinstance(orig, psycopg.ProgrammingError) and not orig.sqlstate
+    )
+    server = isinstance(orig, psycopg.Error) and orig.sqlstate in _REFUSED_BY_THE_SERVER
+    if orig is None or not (client or server):
+        return error
+    for args in rows:
+        found = find_refused(args, _problem)
+        if found is not None:
+            return refused(found[0], found[1], orig)
+    return driver_refused(orig, (), _problem) if client else error
 
 
 def _translate(exc: Exception) -> DBAccessError:
@@ -159,10 +205,9 @@ class PsycopgConnection(BackendConnection):
     __slots__ = ("_conn", "_pgconn", "_poller", "_timeout", "opened_at", "queries")
 
     # psycopg's executemany() pipelines every statement before one Sync, which ends the
-    # implicit transaction they all ran in: all-or-nothing without BEGIN and COMMIT
-    # (checked with 50,000 rows and a failure in the last). Without pipeline mode (a
-    # libpq older than 14) it runs them one by one: dbaccess wraps them.
-    atomic_execute_many = psycopg.AsyncPipeline.is_supported()
+    # implicit transaction they all ran in; but a value it cannot adapt, met half-way,
+    # leaves the rows before it committed: dbaccess wraps it in BEGIN and COMMIT.
+    atomic_execute_many = False
 
     def __init__(self, conn: psycopg.AsyncConnection[Any], command_timeout: float | None) -> None:
         self._conn = conn
@@ -256,8 +301,8 @@ class PsycopgConnection(BackendConnection):
                     rows = await cursor.fetchall()
                 else:
                     rows = await cursor.fetchmany(limit)
-        except _DRIVER_ERRORS as exc:
-            raise self._failed(exc) from exc
+        except _BINDING_ERRORS as exc:
+            raise _refusal(self._failed(exc), (args,)) from exc
         return rows, _keys(cursor)
 
     async def execute(self, sql: str, args: Sequence[Any], returns_rows: bool) -> Outcome:
@@ -268,8 +313,8 @@ class PsycopgConnection(BackendConnection):
                 if returns_rows:
                     rows = await cursor.fetchall() if cursor.description else []
                     return Outcome(len(rows), None, rows, _keys(cursor))
-        except _DRIVER_ERRORS as exc:
-            raise self._failed(exc) from exc
+        except _BINDING_ERRORS as exc:
+            raise _refusal(self._failed(exc), (args,)) from exc
         return Outcome(rowcount(cursor.statusmessage or ""), None, (), ())
 
     async def execute_many(self, sql: str, many_args: Sequence[Sequence[Any]]) -> None:
@@ -277,8 +322,8 @@ class PsycopgConnection(BackendConnection):
             async with self._deadline():
                 # Pipelined by psycopg: every statement sent before any result is read.
                 await self._conn.cursor().executemany(sql, many_args)
-        except _DRIVER_ERRORS as exc:
-            raise self._failed(exc) from exc
+        except _BINDING_ERRORS as exc:
+            raise _refusal(self._failed(exc), many_args) from exc
 
     async def stream(
         self, sql: str, args: Sequence[Any], chunk_size: int, shared: bool
@@ -303,8 +348,8 @@ class PsycopgConnection(BackendConnection):
                         f"DECLARE {name} NO SCROLL CURSOR{' WITH HOLD' if hold else ''} FOR {sql}",
                         args,
                     )
-            except _DRIVER_ERRORS as exc:
-                raise self._failed(exc) from exc
+            except _BINDING_ERRORS as exc:
+                raise _refusal(self._failed(exc), (args,)) from exc
             declared = True
             fetch = f"FETCH FORWARD {int(chunk_size)} FROM {name}"
             while True:

@@ -12,6 +12,8 @@ from .errors import InternalError as InternalError
 from .errors import NotSupportedError as NotSupportedError
 from .errors import OperationalError as OperationalError
 from .errors import ProgrammingError as ProgrammingError
+from .observe import QueryEvent as QueryEvent
+from .observe import QueryHook as QueryHook
 from .pool import PoolStats as PoolStats
 from .record import Record as Record
 from .result import ExecuteResult as ExecuteResult
@@ -37,6 +39,8 @@ __all__ = [
     "OperationalError",
     "PoolStats",
     "ProgrammingError",
+    "QueryEvent",
+    "QueryHook",
     "Record",
     "Transaction",
     "TransactionState",

@@ -200,6 +200,8 @@ class Connection:
         compiled = self._database._compiler.compile(query, values)
         shared = bool(self._refs)
         stream = self._stream_shared(compiled) if shared else self._stream_dedicated(compiled)
+        if self._database._observer.watching():
+            stream = self._database._observer.stream(stream, compiled)
         try:
             async for rows, meta_keys in stream:
                 meta = compiled.statement.meta(meta_keys)
@@ -267,6 +269,8 @@ class Connection:
     async def _use(self, operation: Any, argument: Any, changes_session: bool) -> Any:
         """Run ``operation(raw, argument)`` on this task's driver connection, or on a
         pooled one for this call only when none is bound."""
+        if self._database._observer.watching():  # logs, hooks, tracers: see observe.py
+            operation = self._database._observer.wrap(operation)
         if not self._refs:
             return await self._database._with_pooled(operation, argument, changes_session)
         self._refs += 1  # a child task may still run a statement when the block ends

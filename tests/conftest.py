@@ -212,3 +212,14 @@ def driver_in_transaction(raw: Any) -> bool:
 @pytest.fixture
 def secret_password() -> Iterator[str]:
     yield "s3cr3t-PASSWORD-dbaccess"
+
+
+async def system_name(db: Database) -> str:
+    """The database system as OpenTelemetry names it: postgresql, mysql, mariadb, sqlite."""
+    dialect = db.url.dialect
+    if dialect == "sqlite":
+        return "sqlite"
+    if dialect.startswith("postgres"):
+        return "postgresql"
+    version = str(await db.fetch_val("SELECT VERSION()"))
+    return "mariadb" if "mariadb" in version.lower() else "mysql"

@@ -24,7 +24,7 @@ import enum
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .backends.base import BackendConnection
@@ -49,17 +49,20 @@ class PoolStats:
     #: Callers waiting for a connection (all max_size exist and are in use).
     waiting: int
     max_size: int
+    # The counters since the pool opened are left out of ==, which compares the state
+    # now: PoolStats(size=1, idle=1, in_use=0, waiting=0, max_size=1) == db.pool_stats
+    # stays true, as before they existed.
     #: Connections opened since the pool opened.
-    opened: int = 0
+    opened: int = field(default=0, compare=False)
     #: Attempts to open a connection that failed (server down, bad password, timeout...).
-    open_failed: int = 0
+    open_failed: int = field(default=0, compare=False)
     #: Loans of a connection.
-    acquired: int = 0
+    acquired: int = field(default=0, compare=False)
     #: Loans that had to wait, because no idle connection was ready: for a connection to
     #: open, or to come back.
-    acquire_wait_count: int = 0
+    acquire_wait_count: int = field(default=0, compare=False)
     #: Seconds those loans waited, in total.
-    acquire_wait_total: float = 0.0
+    acquire_wait_total: float = field(default=0.0, compare=False)
 
 
 class PoolState(enum.Enum):

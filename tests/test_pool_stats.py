@@ -79,3 +79,12 @@ async def test_connections_that_fail_to_open_are_counted(database_url: str) -> N
 def test_pool_stats_still_builds_from_the_first_five_fields() -> None:
     stats = PoolStats(2, 1, 1, 0, 10)
     assert (stats.opened, stats.acquired, stats.acquire_wait_total) == (0, 0, 0.0)
+
+
+async def test_equality_compares_the_state_now_not_the_counters(database_url: str) -> None:
+    async with Database(database_url, min_size=1, max_size=2) as database:
+        await database.fetch_val("SELECT 1")
+        stats = database.pool_stats
+        assert stats.acquired == 1
+        assert stats == PoolStats(size=1, idle=1, in_use=0, waiting=0, max_size=2)
+        assert stats != PoolStats(size=1, idle=0, in_use=1, waiting=0, max_size=2)

@@ -283,7 +283,17 @@ class Observer:
         how: str,
         error: BaseException | None,
     ) -> None:
-        event = dataclasses.replace(event, duration=duration, rowcount=rowcount, error=error)
+        # (Built field by field: dataclasses.replace() costs several times more.)
+        event = QueryEvent(
+            event.sql,
+            event.parameters,
+            event.backend,
+            event.url,
+            event.many,
+            duration,
+            rowcount,
+            error,
+        )
         for tracer, token in tokens:
             tracer.query_ended(token, event)
         slow = self._slow is not None and duration >= self._slow

@@ -14,6 +14,8 @@ from .errors import OperationalError as OperationalError
 from .errors import ProgrammingError as ProgrammingError
 from .migrations import migrate as migrate
 from .migrations import sqlalchemy_url as sqlalchemy_url
+from .observe import QueryEvent as QueryEvent
+from .observe import QueryHook as QueryHook
 from .pool import PoolStats as PoolStats
 from .record import Record as Record
 from .result import ExecuteResult as ExecuteResult
@@ -39,6 +41,8 @@ __all__ = [
     "OperationalError",
     "PoolStats",
     "ProgrammingError",
+    "QueryEvent",
+    "QueryHook",
     "Record",
     "Transaction",
     "TransactionState",

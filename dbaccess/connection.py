@@ -310,6 +310,8 @@ class Connection:
         _check_size("chunk_size", chunk_size)
         compiled = self._database._compiler.compile(query, values)
         stream = self._stream(compiled, chunk_size, timeout)
+        if self._database._observer.watching():
+            stream = self._database._observer.stream(stream, compiled)
         try:
             async for rows, meta_keys in stream:
                 meta = compiled.statement.meta(meta_keys)
@@ -334,6 +336,8 @@ class Connection:
         _check_size("batch_size", batch_size)
         compiled = self._database._compiler.compile(query, values)
         stream = self._stream(compiled, batch_size, timeout)
+        if self._database._observer.watching():
+            stream = self._database._observer.stream(stream, compiled)
         pending: list[Record] = []
         try:
             async for rows, meta_keys in stream:
@@ -461,6 +465,8 @@ class Connection:
                 lambda bounded: self._use(bounded, argument, changes_session),
                 operation,
             )
+        if self._database._observer.watching():  # logs, hooks, tracers: see observe.py
+            operation = self._database._observer.wrap(operation)
         if not self._refs:
             return await self._database._with_pooled(operation, argument, changes_session)
         self._refs += 1  # a child task may still run a statement when the block ends

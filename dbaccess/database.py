@@ -20,6 +20,8 @@ from .backends.base import Backend, BackendConnection
 from .compiler import Compiler, Query
 from .connection import ITERATE_CHUNK_SIZE, Connection
 from .errors import DBAccessError, InterfaceError
+from .observe import Observer, QueryHook, QueryHookFunction
+from .options import parse_bool, parse_seconds
 from .pool import Pool, PoolStats
 from .record import Record
 from .result import ExecuteResult
@@ -44,9 +46,12 @@ class DatabaseState(enum.Enum):
 class Database:
     """A database reached through a pool of connections.
 
-    ``Database(url, force_rollback=False, **options)``: options are the URL options
+    ``Database(url, force_rollback=False, log_parameters=False,
+    slow_statement_threshold=None, **options)``: options are the URL options
     (``min_size``, ``max_size``, ``ssl``...) or keyword arguments of the driver's
-    ``connect()``. Call :meth:`connect` before use and :meth:`disconnect` after, or
+    ``connect()``; ``log_parameters`` adds the values to the DEBUG log of each
+    statement, and a statement slower than ``slow_statement_threshold`` seconds is
+    logged at WARNING. Call :meth:`connect` before use and :meth:`disconnect` after, or
     use ``async with Database(url) as db:``.
     """
 
@@ -59,11 +64,20 @@ class Database:
         url: str | DatabaseURL | SQLAlchemyURL,
         *,
         force_rollback: bool = False,
+        log_parameters: bool = False,
+        slow_statement_threshold: float | None = None,
         **options: Any,
     ) -> None:
         self.url = DatabaseURL(url)
         self.options = options
         self._backend: Backend = backend_class(self.url)(self.url, options)
+        self._observer = Observer(
+            self,
+            log_parameters=parse_bool("log_parameters", log_parameters),
+            slow_statement_threshold=parse_seconds(
+                "slow_statement_threshold", slow_statement_threshold
+            ),
+        )
         self._compiler = Compiler(self._backend.dialect)
         self._force_rollback = force_rollback
         self._state = DatabaseState.DISCONNECTED
@@ -100,7 +114,7 @@ class Database:
         self._state = DatabaseState.CONNECTING
         options = self._backend.options
         pool = Pool(
-            self._backend.connect,
+            self._open_connection,
             min_size=options.min_size,
             max_size=options.max_size,
             acquire_timeout=options.acquire_timeout,
@@ -109,6 +123,7 @@ class Database:
             max_lifetime=options.max_lifetime,
             max_idle=options.max_idle,
             max_queries=options.max_queries,
+            on_wait=self._observer.acquire_waited,
         )
         try:
             await pool.open()
@@ -179,6 +194,15 @@ class Database:
     def pool_stats(self) -> PoolStats:
         """Size, idle, in-use and waiting counts of the pool."""
         return self._connected_pool("read pool_stats").stats
+
+    def add_query_hook(
+        self,
+        *,
+        before: QueryHookFunction | None = None,
+        after: QueryHookFunction | None = None,
+    ) -> QueryHook:
+        """Call ``before`` and ``after`` (sync or async) with a QueryEvent around each statement."""
+        return self._observer.add_hook(before, after)
 
     @contextlib.contextmanager
     def force_rollback(self) -> Iterator[None]:
@@ -352,6 +376,9 @@ class Database:
                 "call `await database.connect()` first"
             )
         return pool
+
+    async def _open_connection(self) -> BackendConnection:
+        return await self._observer.connect(self._backend.connect)
 
     async def _acquire(self) -> BackendConnection:
         return await self._connected_pool("run a query").acquire()

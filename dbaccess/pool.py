@@ -24,7 +24,7 @@ import enum
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .backends.base import BackendConnection
@@ -36,14 +36,33 @@ __all__ = ["Pool", "PoolStats"]
 
 @dataclass(frozen=True)
 class PoolStats:
-    """A snapshot of a pool: how many connections exist, sit idle, are lent out,
-    and how many callers wait for one."""
+    """A snapshot of a pool: how many connections exist, sit idle, are lent out and how
+    many callers wait for one now; how many were opened, failed to open and were lent
+    since the pool opened, and how long callers waited for one."""
 
+    #: Connections that exist now: idle, in use, opening or closing (at most max_size).
     size: int
+    #: Connections ready to lend.
     idle: int
+    #: Connections lent out.
     in_use: int
+    #: Callers waiting for a connection (all max_size exist and are in use).
     waiting: int
     max_size: int
+    # The counters since the pool opened are left out of ==, which compares the state
+    # now: PoolStats(size=1, idle=1, in_use=0, waiting=0, max_size=1) == db.pool_stats
+    # stays true, as before they existed.
+    #: Connections opened since the pool opened.
+    opened: int = field(default=0, compare=False)
+    #: Attempts to open a connection that failed (server down, bad password, timeout...).
+    open_failed: int = field(default=0, compare=False)
+    #: Loans of a connection.
+    acquired: int = field(default=0, compare=False)
+    #: Loans that had to wait, because no idle connection was ready: for a connection to
+    #: open, or to come back.
+    acquire_wait_count: int = field(default=0, compare=False)
+    #: Seconds those loans waited, in total.
+    acquire_wait_total: float = field(default=0.0, compare=False)
 
 
 class PoolState(enum.Enum):
@@ -66,8 +85,11 @@ class Pool:
         max_lifetime: float | None = None,
         max_idle: float | None = None,
         max_queries: int | None = None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         self._connect = connect
+        #: Told how long each loan that had to wait waited (the observer's metrics).
+        self._on_wait = on_wait
         self._min_size = min_size
         self._max_size = max_size
         self._acquire_timeout = acquire_timeout
@@ -97,13 +119,31 @@ class Pool:
         self._all_returned: asyncio.Event | None = None
         #: Idle connections being closed politely by close().
         self._closing: list[BackendConnection] = []
+        # Counters of PoolStats: one addition per event, no clock on the loan that
+        # finds an idle connection.
+        self._opened = 0
+        self._open_failed = 0
+        self._acquired = 0
+        self._waits = 0
+        self._wait_total = 0.0
 
     @property
     def stats(self) -> PoolStats:
         idle, in_use = len(self._idle), len(self._in_use)
         waiting = sum(1 for waiter in self._waiters if not waiter.done())
         size = idle + in_use + self._opening + len(self._retiring)
-        return PoolStats(size, idle, in_use, waiting, self._max_size)
+        return PoolStats(
+            size,
+            idle,
+            in_use,
+            waiting,
+            self._max_size,
+            opened=self._opened,
+            open_failed=self._open_failed,
+            acquired=self._acquired,
+            acquire_wait_count=self._waits,
+            acquire_wait_total=self._wait_total,
+        )
 
     async def open(self) -> None:
         """Open ``min_size`` connections; fail (and close them) if one cannot open."""
@@ -122,7 +162,12 @@ class Pool:
         task = asyncio.current_task()
         requests = _cancel_requests(task)
         try:
-            conn = await self._connect()
+            try:
+                conn = await self._connect()
+            except BaseException:
+                self._open_failed += 1
+                raise
+            self._opened += 1
             if _cancel_requests(task) > requests:
                 # The task was cancelled while the driver connected, and the driver
                 # swallowed it: Python 3.11's asyncio.wait_for() returns the result when
@@ -154,6 +199,7 @@ class Pool:
                 conn = idle.pop()
                 if not conn.is_closed:
                     self._in_use.add(conn)
+                    self._acquired += 1
                     return conn
                 conn.terminate()  # the server closed it while idle: free its socket
         return None
@@ -174,6 +220,7 @@ class Pool:
                     self._retire(conn)
                 else:
                     self._in_use.add(conn)
+                    self._acquired += 1
                     return conn
         return None
 
@@ -183,10 +230,17 @@ class Pool:
             raise InterfaceError(f"cannot acquire a connection: the pool is {self._state.value}")
         conn = self._take_idle()
         if conn is None:
+            started = time.monotonic()
             if len(self._in_use) + self._opening + len(self._retiring) < self._max_size:
                 conn = await self._open_lent()
             else:
                 conn = await self._wait()
+            waited = time.monotonic() - started
+            self._acquired += 1
+            self._waits += 1
+            self._wait_total += waited
+            if self._on_wait is not None:
+                self._on_wait(waited)
         if self._setup is not None:
             try:
                 await _call(self._setup, conn.raw)

@@ -82,6 +82,8 @@ class Transaction:
         self._connection: Connection | None = None
         self._savepoint: str | None = None
         self._state = TransactionState.NEW
+        #: What the observer needs when the transaction ends (None: nobody watches).
+        self._observed: Any = None
 
     @property
     def state(self) -> TransactionState:
@@ -145,6 +147,7 @@ class Transaction:
             raise
         self._connection = connection
         self._state = TransactionState.ACTIVE
+        self._observed = self._database._observer.transaction_started(self._savepoint is not None)
         return self
 
     async def commit(self) -> None:
@@ -166,10 +169,18 @@ class Transaction:
                 "active; end that one first"
             )
         ended = TransactionState.COMMITTED if commit else TransactionState.ROLLED_BACK
+        observed, self._observed = self._observed, None
+        error: BaseException | None = None
         try:
             await connection._end_transaction(self, self._savepoint, commit)
             self._state = ended
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
+            self._database._observer.transaction_ended(
+                observed, self._savepoint is not None, commit, error
+            )
             if self._state is TransactionState.ACTIVE:
                 self._state = TransactionState.FAILED
             await connection.__aexit__()

@@ -250,3 +250,14 @@ def _private(kind: type[ServerT]) -> Iterator[ServerT]:
         yield server
     finally:
         server.remove()
+
+
+async def system_name(db: Database) -> str:
+    """The database system as OpenTelemetry names it: postgresql, mysql, mariadb, sqlite."""
+    dialect = db.url.dialect
+    if dialect == "sqlite":
+        return "sqlite"
+    if dialect.startswith("postgres"):
+        return "postgresql"
+    version = str(await db.fetch_val("SELECT VERSION()"))
+    return "mariadb" if "mariadb" in version.lower() else "mysql"

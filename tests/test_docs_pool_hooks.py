@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from dbaccess import DatabaseURL
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -21,7 +23,7 @@ def readme_example(marker: str) -> str:
 
 
 async def test_readme_pool_hooks_example(database_url: str, dialect: str) -> None:
-    if dialect != "postgresql":
+    if dialect != "postgresql" or DatabaseURL(database_url).driver == "psycopg":
         pytest.skip("the example registers an asyncpg type codec")
     code = readme_example("async def init(conn)")
     assert '"postgresql://localhost/app"' in code

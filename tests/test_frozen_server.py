@@ -39,7 +39,11 @@ async def mariadb(
 ) -> AsyncIterator[Database]:
     """A Database on the private MariaDB, with one warm connection in its pool."""
     url = private_mariadb.url(request.param)
-    async with Database(url, min_size=1, max_size=1, command_timeout=1, connect_timeout=1) as db:
+    # acquire_timeout: a test that fails holding the one connection must not hang the
+    # teardown's statements (pytest-timeout does not bound fixture teardown).
+    async with Database(
+        url, min_size=1, max_size=1, command_timeout=1, connect_timeout=1, acquire_timeout=HANG
+    ) as db:
         await db.execute("DROP TABLE IF EXISTS frozen_rows")
         await db.execute("CREATE TABLE frozen_rows (id INTEGER PRIMARY KEY, text TEXT)")
         yield db

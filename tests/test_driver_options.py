@@ -27,6 +27,13 @@ from dbaccess import (
 from .test_options import with_options
 
 
+def asyncpg_only(database_url: str) -> None:
+    """encode/databases passed these to asyncpg; psycopg takes libpq's own parameters
+    (sslmode, connect_timeout, host... as keyword options of its connect())."""
+    if DatabaseURL(database_url).driver == "psycopg":
+        pytest.skip("an asyncpg option of encode/databases; psycopg takes libpq's parameters")
+
+
 def only(dialect: str, wanted: str) -> None:
     if dialect != wanted:
         pytest.skip(f"a {wanted} option")
@@ -53,6 +60,7 @@ async def test_postgresql_sslmode_that_needs_no_tls(
     database_url: str, dialect: str, mode: str
 ) -> None:
     only(dialect, "postgresql")
+    asyncpg_only(database_url)
     offers = await server_offers_ssl(database_url)
     async with Database(with_options(database_url, sslmode=mode)) as db:
         assert await uses_ssl(db) is (offers and mode == "prefer")
@@ -62,6 +70,7 @@ async def test_postgresql_sslmode_that_needs_no_tls(
 
 async def test_postgresql_sslmode_require(database_url: str, dialect: str) -> None:
     only(dialect, "postgresql")
+    asyncpg_only(database_url)
     db = Database(with_options(database_url, sslmode="require"))
     if await server_offers_ssl(database_url):
         async with db:
@@ -88,6 +97,7 @@ def test_sslmode_is_checked_like_ssl() -> None:
 async def test_postgresql_timeout_is_connect_timeout(database_url: str, dialect: str) -> None:
     # asyncpg.connect()'s timeout, passed as a keyword through encode/databases.
     only(dialect, "postgresql")
+    asyncpg_only(database_url)
     async with Database(database_url, timeout=7) as db:
         assert await db.fetch_val("SELECT 1") == 1
     with pytest.raises(ConfigurationError, match="'timeout' and 'connect_timeout'"):
@@ -101,6 +111,7 @@ async def test_postgresql_keywords_replace_the_url_parts(
 ) -> None:
     # encode/databases passed them to asyncpg over the URL's: a password kept out of it.
     only(dialect, "postgresql")
+    asyncpg_only(database_url)
     url = DatabaseURL(database_url)
     elsewhere = url.replace(hostname="192.0.2.1", port=1, username="nobody", database="nope")
     db = Database(

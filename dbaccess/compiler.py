@@ -10,7 +10,8 @@ public API (``ClauseElement.compile()``, ``Compiled.construct_params()`` and
 ``text()`` with their ``:name`` parameters; a list or tuple bound right after ``IN``
 expands to one parameter per item (on PostgreSQL, becomes one array parameter).
 Compiled statements are cached: raw SQL by its text and the shape of its values, Core
-expressions by SQLAlchemy's cache key (the key its own compiled cache uses).
+expressions by SQLAlchemy's cache key (the key its own compiled cache uses), except
+those holding a type without ``cache_ok``, which are compiled on each call.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.cache_key import NO_CACHE
 from sqlalchemy.sql.compiler import Compiled, SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import BindParameter, TextClause
@@ -301,7 +303,12 @@ class Compiler:
         statement = self._core_cache.get(key)
         if statement is None:
             statement = self._compile_core(query, values, column_keys, cache_key)
-            self._remember(self._core_cache, key, statement)
+            # A type without cache_ok stands in the key as NO_CACHE, whatever its
+            # state: two instances (a TypeDecorator's arguments) would share one entry,
+            # and the second would be served the first's processors. Such a query is
+            # compiled anew on each call, as encode/databases compiled every query.
+            if not _uncacheable(cache_key.key):
+                self._remember(self._core_cache, key, statement)
         return statement, cache_key.bindparams
 
     def _compile_core(
@@ -405,7 +412,20 @@ class Compiler:
 #: FunctionElement or ColumnElement written without `inherit_cache`, as many apps written
 #: for encode/databases have). encode/databases never asked for cache keys, so it never
 #: showed this warning; such a query is compiled anew on each call, as it was there.
-_UNCACHEABLE = r"Class .* will not make use of SQL compilation caching"
+_UNCACHEABLE = (
+    r"Class .* will not make use of SQL compilation caching"
+    # A TypeDecorator or UserDefinedType without `cache_ok`: see _uncacheable().
+    r"|.* will not produce a cache key because the ``cache_ok``"
+)
+
+
+def _uncacheable(key: Any) -> bool:
+    """Whether a cache key holds SQLAlchemy's NO_CACHE (a type without cache_ok)."""
+    if key is NO_CACHE:
+        return True
+    if type(key) is tuple:
+        return any(_uncacheable(part) for part in key)
+    return False
 
 
 def _quietly(generate: Callable[[], Any]) -> Any:

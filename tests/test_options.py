@@ -168,10 +168,9 @@ def test_driver_keyword_is_not_a_url_option() -> None:
 @pytest.mark.parametrize(
     ("url", "keyword"),
     [
+        # asyncpg's password, database (and host, port, user) keywords replace the
+        # URL's parts, and timeout is connect_timeout, as in encode/databases.
         (SCHEMES["postgresql"], "dsn"),
-        (SCHEMES["postgresql"], "password"),
-        (SCHEMES["postgresql"], "database"),
-        (SCHEMES["postgresql"], "timeout"),
         (SCHEMES["psycopg"], "dbname"),
         (SCHEMES["psycopg"], "autocommit"),
         (SCHEMES["psycopg"], "sslmode"),

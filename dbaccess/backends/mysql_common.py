@@ -581,6 +581,7 @@ class MySQLBackendBase(Backend):
             ssl_context(self._options.ssl)  # refuse a mode MySQL drivers cannot do, now
         self._url = url
         self._dialect = self.dialect_class()
+        self._learned = False
 
     @property
     def dialect(self) -> Dialect:
@@ -625,13 +626,27 @@ class MySQLBackendBase(Backend):
             kwargs["ssl"] = ssl_context(options.ssl)
         conn = await _open(driver, kwargs, self.translate_error)
         connection = MySQLConnection(conn, driver, self.translate_error, options.command_timeout)
-        if options.command_timeout is not None:
-            try:
+        try:
+            if options.command_timeout is not None:
                 await connection.run(self._statement_timeout(conn, options.command_timeout))
-            except BaseException:
-                connection.terminate()
-                raise
+            if not self._learned:
+                await self._learn_sql_mode(connection)
+        except BaseException:
+            connection.terminate()
+            raise
         return connection
+
+    async def _learn_sql_mode(self, connection: MySQLConnection) -> None:
+        """Tell the dialect whether the server takes a backslash in a literal as escape."""
+        # Once, before any query compiles (the pool opens a connection first). With
+        # NO_BACKSLASH_ESCAPES (sql_mode= or init_command= options, or the server's
+        # default), SQLAlchemy must not double the backslashes of the literals it
+        # renders; its initialize() learns it from a synchronous connection dbaccess
+        # never has. (ANSI_QUOTES needs nothing: backtick quoting works in it too.)
+        rows, _ = await connection.fetch("SELECT @@SESSION.sql_mode", (), None)
+        mode = str(rows[0][0] or "") if rows else ""
+        self._dialect._backslash_escapes = "NO_BACKSLASH_ESCAPES" not in mode.upper()  # type: ignore[attr-defined]
+        self._learned = True
 
     @staticmethod
     def _statement_timeout(conn: Any, seconds: float) -> str:

@@ -39,6 +39,7 @@ from .postgres_common import (
     ISOLATION_LEVELS,
     RESET_SESSION,
     begin_statement,
+    learn_server_settings,
     rowcount,
     sqlstate_error,
 )
@@ -434,6 +435,7 @@ class PostgresBackend(Backend):
         )
         self._url = url
         self._dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+        self._learned = False
 
     @property
     def dialect(self) -> Dialect:
@@ -496,6 +498,14 @@ class PostgresBackend(Backend):
         except BaseException:
             conn.terminate()
             raise
+        if not self._learned:
+            # Once, before any query compiles (the pool opens a connection first);
+            # asyncpg has the server's parameters from the handshake: no round trip.
+            settings = conn.get_settings()
+            learn_server_settings(
+                self._dialect, getattr(settings, "standard_conforming_strings", None)
+            )
+            self._learned = True
         return PostgresConnection(conn)
 
     async def cancel_statement(self, conn: BackendConnection) -> None:

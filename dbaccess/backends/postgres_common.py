@@ -4,6 +4,8 @@ described once, here."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import (
     DatabaseError,
     DataError,
@@ -22,6 +24,7 @@ __all__ = [
     "RESET_SESSION",
     "begin_statement",
     "rowcount",
+    "learn_server_settings",
     "sqlstate_error",
 ]
 
@@ -111,3 +114,13 @@ ABORTED_COMMIT = (
     "cannot commit: PostgreSQL aborted this transaction after an error in "
     "one of its statements, and rolled it back"
 )
+
+
+def learn_server_settings(dialect: Any, standard_conforming_strings: str | None) -> None:
+    """Tell the dialect the server's settings that change the SQL text it writes."""
+    # With standard_conforming_strings off, a backslash in a string literal escapes;
+    # SQLAlchemy's dialect doubles it when told so, which its initialize() does from a
+    # synchronous connection dbaccess never has. Its default differs: SQLAlchemy 2.0
+    # assumes escaping, 2.1 does not, so a literal backslash reached the server
+    # doubled on 2.0.
+    dialect._backslash_escapes = standard_conforming_strings == "off"

@@ -46,6 +46,7 @@ from .postgres_common import (
     ISOLATION_LEVELS,
     RESET_SESSION,
     begin_statement,
+    learn_server_settings,
     rowcount,
     sqlstate_error,
 )
@@ -485,6 +486,7 @@ class PsycopgBackend(Backend):
         # SQLAlchemy's psycopg dialect, with positional %s parameters: the compiler
         # binds by position for every backend.
         self._dialect = PGDialectAsync_psycopg(paramstyle="format")  # type: ignore[no-untyped-call]
+        self._learned = False
 
     @property
     def dialect(self) -> Dialect:
@@ -528,6 +530,12 @@ class PsycopgBackend(Backend):
         cache_size = options.backend.get("statement_cache_size")
         if cache_size:
             conn.prepared_max = cache_size
+        if not self._learned:
+            # Once, before any query compiles: libpq has the server's parameters from
+            # the handshake, no round trip.
+            scs = conn.info.parameter_status("standard_conforming_strings")
+            learn_server_settings(self._dialect, scs)
+            self._learned = True
         return PsycopgConnection(conn, options.command_timeout)
 
     async def cancel_statement(self, conn: BackendConnection) -> None:

@@ -135,6 +135,14 @@ def _rebuild(
 ) -> DBAccessError:
     """Unpickle a dbaccess error (see DBAccessError.__reduce__)."""
     error = _new(ours if theirs is None else _combined_class(ours, theirs), args)
+    if theirs is not None:
+        # The driver's class may keep internals its methods read (psycopg's _info, a
+        # server result that does not pickle): its __init__ sets them to their empty
+        # values, and the attributes that did pickle come back over them.
+        try:
+            theirs.__init__(error, *args)
+        except Exception:
+            pass
     error.__dict__.update(state)
     return error
 

@@ -33,6 +33,8 @@ _DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "postgresql+asyncpg": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "postgres+psycopg": "postgresql+psycopg",
     "mysql": "mysql+aiomysql",
     "mysql+aiomysql": "mysql+aiomysql",
     "mariadb": "mariadb+aiomysql",

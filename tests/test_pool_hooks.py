@@ -23,6 +23,10 @@ async def driver_fetch_val(raw: Any, sql: str) -> Any:
     """Run one query through the driver's own connection, as a hook would."""
     if hasattr(raw, "fetchval"):  # asyncpg
         return await raw.fetchval(sql)
+    if type(raw).__module__.startswith("psycopg"):
+        cursor = await raw.execute(sql)
+        row = await cursor.fetchone()
+        return row[0]
     if hasattr(raw, "get_transaction_status"):  # aiomysql, asyncmy
         async with raw.cursor() as cursor:
             await cursor.execute(sql)
@@ -86,7 +90,7 @@ async def server_has(dialect: str, database_url: str, ident: Any) -> bool:
 
 def driver_class_name(dialect: str, database_url: str) -> str:
     if dialect == "postgresql":
-        return "asyncpg"
+        return "psycopg" if "+psycopg" in database_url else "asyncpg"
     if dialect == "sqlite":
         return "aiosqlite"
     return "asyncmy" if "+asyncmy" in database_url else "aiomysql"
@@ -158,8 +162,8 @@ async def hold_at_once(db: Database, count: int, sql: str) -> list[tuple[Any, An
 
 
 async def test_postgresql_init_registers_a_type_codec(database_url: str, dialect: str) -> None:
-    if dialect != "postgresql":
-        pytest.skip("type codecs are asyncpg's")
+    if dialect != "postgresql" or "+psycopg" in database_url:
+        pytest.skip("type codecs are asyncpg's (psycopg has adapters instead)")
 
     async def init(conn: Any) -> None:
         await conn.set_type_codec(

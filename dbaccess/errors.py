@@ -23,6 +23,7 @@ as the same class, the run-time ones included, with its message, its attributes 
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from typing import Any
 
@@ -139,10 +140,8 @@ def _rebuild(
         # The driver's class may keep internals its methods read (psycopg's _info, a
         # server result that does not pickle): its __init__ sets them to their empty
         # values, and the attributes that did pickle come back over them.
-        try:
+        with contextlib.suppress(Exception):
             theirs.__init__(error, *args)
-        except Exception:
-            pass
     error.__dict__.update(state)
     return error
 

@@ -63,6 +63,26 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` has stopped (state T in /proc).
+
+    kill(SIGSTOP) returns before the stop takes effect: one thread of the process has to
+    be scheduled to begin the group stop, and on a loaded machine a thread may meanwhile
+    read a query and answer it."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return True  # the process exited: it answers nothing either
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread exited meanwhile
+        if stat.rsplit(")", 1)[1].split()[0] not in ("T", "t", "Z", "X"):
+            return False
+    return True
+
+
 def _accepts(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -151,6 +171,11 @@ class PrivateServer:
             for pid in self.pids():
                 os.kill(pid, signal.SIGSTOP)
                 stopped.append(pid)
+            deadline = time.monotonic() + START_WITHIN
+            while not all(_stopped(pid) for pid in stopped):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the private {self.name} did not freeze")
+                time.sleep(0.01)
             yield
         finally:
             for pid in reversed(stopped):

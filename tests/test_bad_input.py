@@ -110,6 +110,25 @@ async def test_execute_many_with_one_bad_row_stores_none(db: Database, path: str
     await nothing_stored(db)
 
 
+async def test_execute_many_with_a_nan_in_one_row(db: Database, dialect: str) -> None:
+    # Rows of floats take a faster check on SQLite than one value at a time: it must
+    # still find the one NaN among them.
+    rows = [{"id": n, "float": n + 0.5} for n in range(1, 2001)]
+    rows[1500]["float"] = NAN
+    query = "INSERT INTO dbaccess_types (id, float) VALUES (:id, :float)"
+    if dialect == "mysql":
+        query = query.replace("float", "`float`").replace(":`float`", ":float")
+    if dialect == "postgresql":  # it holds NaN as it is
+        await db.execute_many(query, rows)
+        stored = await db.fetch_val(sa.select(everything.c.float).where(everything.c.id == 1501))
+        assert math.isnan(stored)
+        return
+    exc = await refused(db, lambda: db.execute_many(query, rows))
+    assert exc.parameter == "float", str(exc)
+    assert "nan" in str(exc).lower(), str(exc)
+    await nothing_stored(db)
+
+
 async def test_every_method_names_the_parameter(db: Database) -> None:
     query, values = "SELECT :label AS label", {"label": "x \ud83d y"}
 

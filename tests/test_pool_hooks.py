@@ -221,7 +221,8 @@ async def _gone(dialect: str, database_url: str, ident: Any) -> bool:
 
 
 async def _thread_ended(raw: Any) -> bool:
-    return not raw._thread.is_alive()
+    # aiosqlite < 0.22 connections are threads themselves; later ones hold one.
+    return not getattr(raw, "_thread", raw).is_alive()
 
 
 # -- setup -------------------------------------------------------------------------------

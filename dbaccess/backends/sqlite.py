@@ -172,9 +172,7 @@ def _check_many(many_args: Sequence[Sequence[Any]]) -> None:
     """_check for each set of values: all of them in one pass (in C) where none is NaN,
     the only value of these types that differs from itself."""
     values = list(itertools.chain.from_iterable(many_args))
-    if _PLAIN_OR_FLOAT.issuperset(map(type, values)) and not any(
-        map(operator.ne, values, values)
-    ):
+    if _PLAIN_OR_FLOAT.issuperset(map(type, values)) and not any(map(operator.ne, values, values)):
         return
     for args in many_args:
         _check(args)

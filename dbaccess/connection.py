@@ -562,7 +562,8 @@ class Connection:
                 self._notify_transaction_ended()
                 await self._after_error(raw, exc)
                 raise
-        _chain.set((*_chain.get(), transaction))
+        if self._shared_by_tasks:  # only tasks that share it need to know their level
+            _chain.set((*_chain.get(), transaction))
         return savepoint
 
     async def _end_transaction(
@@ -596,9 +597,10 @@ class Connection:
             self._transactions.pop()  # the innermost: Transaction checked it
             if not self._transactions:
                 self._aborted = None
-            chain = _chain.get()
-            if chain and chain[-1] is transaction:
-                _chain.set(chain[:-1])
+            if self._shared_by_tasks:
+                chain = _chain.get()
+                if chain and chain[-1] is transaction:
+                    _chain.set(chain[:-1])
             self._notify_transaction_ended()
 
     # -- one connection shared by every task (force_rollback) ---------------------

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from .backends.base import TransactionMode
+from .backends.base import DEFAULT_MODE, TransactionMode
 from .errors import InterfaceError, NotSupportedError
 
 if TYPE_CHECKING:
@@ -61,8 +61,32 @@ class Transaction:
                 f"expected force_rollback, isolation, readonly, deferrable or transaction_mode"
                 f"{hint}"
             )
+        if isolation is None and not readonly and deferrable is None and transaction_mode is None:
+            self._mode = DEFAULT_MODE  # the usual case, at no cost
+        else:
+            self._mode = self._chosen_mode(
+                database, isolation, readonly, deferrable, transaction_mode
+            )
+        self._connection_factory = connection
+        self._database = database
+        self._force_rollback = force_rollback
+        self._isolation = isolation
+        self._connection: Connection | None = None
+        self._savepoint: str | None = None
+        self._state = TransactionState.NEW
+        #: What the observer needs when the transaction ends (None: nobody watches).
+        self._observed: Any = None
+
+    @staticmethod
+    def _chosen_mode(
+        database: Database,
+        isolation: str | None,
+        readonly: bool,
+        deferrable: bool | None,
+        transaction_mode: str | None,
+    ) -> TransactionMode:
         backend = database._backend
-        self._mode = TransactionMode(
+        mode = TransactionMode(
             isolation=_isolation(isolation, backend.isolation_levels, database),
             readonly=bool(readonly),
             deferrable=deferrable,
@@ -75,15 +99,7 @@ class Transaction:
                 f"{database.url.dialect} has no deferrable transactions; "
                 "deferrable is a PostgreSQL option"
             )
-        self._connection_factory = connection
-        self._database = database
-        self._force_rollback = force_rollback
-        self._isolation = isolation
-        self._connection: Connection | None = None
-        self._savepoint: str | None = None
-        self._state = TransactionState.NEW
-        #: What the observer needs when the transaction ends (None: nobody watches).
-        self._observed: Any = None
+        return mode
 
     @property
     def state(self) -> TransactionState:

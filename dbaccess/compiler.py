@@ -9,9 +9,10 @@ public API (``ClauseElement.compile()``, ``Compiled.construct_params()`` and
 ``SQLCompiler.construct_expanded_state()`` for ``IN`` lists). Raw SQL strings become
 ``text()`` with their ``:name`` parameters; a list or tuple bound right after ``IN``
 expands to one parameter per item (on PostgreSQL, becomes one array parameter).
-Compiled statements are cached: raw SQL by its text and the shape of its values, Core
-expressions by SQLAlchemy's cache key (the key its own compiled cache uses), except
-those holding a type without ``cache_ok``, which are compiled on each call.
+Compiled statements are cached: raw SQL by its text and the shape of its values; plain
+Core SELECTs by their shape (shapes.py); other Core expressions by SQLAlchemy's cache
+key (the key its own compiled cache uses), except those holding a type without
+``cache_ok``, which are compiled on each call.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, text
 from sqlalchemy import exc as sa_exc
@@ -43,6 +44,7 @@ from .processors import (
     returns_atoms,
 )
 from .record import ResultMeta
+from .shapes import shape_of
 
 __all__ = ["CompiledQuery", "Compiler", "Statement"]
 
@@ -161,6 +163,7 @@ class CompiledQuery:
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_Entry = TypeVar("_Entry")
 
 
 class Compiler:
@@ -177,6 +180,9 @@ class Compiler:
         self._cache_size = cache_size
         self._text_cache: dict[tuple[Any, ...], Statement] = {}
         self._core_cache: dict[tuple[Any, ...], Statement] = {}
+        #: A shape's statement and where each parameter is among its literals; None for
+        #: a shape whose parameters are not all literals (it takes the cache key).
+        self._shape_cache: dict[Any, tuple[Statement, tuple[int, ...]] | None] = {}
 
     def compile(self, query: Query, values: Mapping[str, Any] | None) -> CompiledQuery:
         """Compile one query with one set of values."""
@@ -184,8 +190,50 @@ class Compiler:
         if type(query) is str:
             statement = self._text_statement(query, values)
             return CompiledQuery(*_bind(statement, values, None), statement)
+        if not values:
+            shaped = self._shaped(query)
+            if shaped is not None:
+                return shaped
         statement, extracted = self._core_statement(query, values)
         return CompiledQuery(*_bind(statement, values, extracted), statement)
+
+    def _shaped(self, query: Any) -> CompiledQuery | None:
+        """A plain SELECT recognised by its shape (see shapes.py), or None."""
+        found = shape_of(query)
+        if found is None:
+            return None
+        shape, literals = found
+        cache = self._shape_cache
+        if shape in cache:
+            entry = cache[shape]
+        else:
+            entry = self._compile_shape(query, literals)
+            self._remember(cache, shape, entry)
+        if entry is None:
+            return None  # a shape whose parameters are not all its literals
+        statement, positions = entry
+        try:
+            args = [
+                literals[at].value if process is None else process(literals[at].value)
+                for at, process in zip(positions, statement.processors)
+            ]
+        except (ValueError, TypeError) as exc:
+            raise _refused(statement, _EMPTY, exc) from exc
+        return CompiledQuery(statement.sql, args, statement)
+
+    def _compile_shape(
+        self, query: ClauseElement, literals: list[BindParameter[Any]]
+    ) -> tuple[Statement, tuple[int, ...]] | None:
+        """Compile a shape's first query: each parameter's place among its literals."""
+        statement = self._compile_core(query, _EMPTY, (), None)
+        compiled = statement.compiled
+        if statement.expanding or statement.defaults or not isinstance(compiled, SQLCompiler):
+            return None
+        place = {id(literal): at for at, literal in enumerate(literals)}
+        positions = tuple(place.get(id(compiled.binds[name]), -1) for name in statement.names)
+        if -1 in positions:
+            return None  # a parameter SQLAlchemy made of something else
+        return statement, positions
 
     def compile_many(
         self, query: Query, many_values: Sequence[Mapping[str, Any]]
@@ -233,9 +281,7 @@ class Compiler:
             batch.append(args)
         return batches
 
-    def _remember(
-        self, cache: dict[tuple[Any, ...], Statement], key: tuple[Any, ...], statement: Statement
-    ) -> None:
+    def _remember(self, cache: dict[Any, _Entry], key: Any, statement: _Entry) -> None:
         if len(cache) >= self._cache_size:
             del cache[next(iter(cache))]  # the oldest entry
         cache[key] = statement

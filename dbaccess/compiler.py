@@ -134,20 +134,17 @@ class Statement:
         self.result_processors = result_processors
         #: Whether the result processors return only atoms (numbers, text, datetimes).
         self.result_atoms = result_atoms
-        self._metas: dict[Sequence[str], ResultMeta] = {}
+        self._metas: dict[tuple[str, ...], ResultMeta] = {}
 
-    def meta(self, keys: Sequence[str]) -> ResultMeta:
+    def meta(self, keys: tuple[str, ...]) -> ResultMeta:
         """The ResultMeta for rows with these column names (one per statement)."""
         try:
             return self._metas[keys]
-        except (KeyError, TypeError):
-            keys = tuple(keys)
-            meta = self._metas.get(keys)
-            if meta is None:
-                meta = ResultMeta(
-                    keys, self.result_processors, self.result_columns, atoms=self.result_atoms
-                )
-                self._metas[keys] = meta
+        except KeyError:
+            meta = ResultMeta(
+                keys, self.result_processors, self.result_columns, atoms=self.result_atoms
+            )
+            self._metas[keys] = meta
             return meta
 
 

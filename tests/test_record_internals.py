@@ -136,7 +136,7 @@ def test_which_column_types_return_atoms(type_: Any, atoms: bool) -> None:
     assert returns_atoms(type_) is atoms
     table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer), sa.Column("x", type_))
     statement = Compiler(sqlite.dialect()).compile(sa.select(table), None).statement
-    meta = statement.meta(["id", "x"])
+    meta = statement.meta(("id", "x"))
     assert type(meta.make((1, None))) is (Record if atoms else ContainerRecord)
 
 

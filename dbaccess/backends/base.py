@@ -23,7 +23,8 @@ __all__ = [
 ]
 
 #: Rows as the driver returns them (tuples, asyncpg Records), and their column names.
-Rows = tuple[Sequence[Sequence[Any]], Sequence[str]]
+#: Rows and their column names (a tuple: it keys the ResultMeta cache of a statement).
+Rows = tuple[Sequence[Sequence[Any]], tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,7 @@ class Outcome:
     rowcount: int
     lastrowid: Any
     rows: Sequence[Sequence[Any]]
-    keys: Sequence[str]
+    keys: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

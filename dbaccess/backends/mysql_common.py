@@ -376,7 +376,7 @@ class MySQLConnection(BackendConnection):
                     rows = await cursor.fetchall()
                 else:
                     rows = await cursor.fetchmany(limit)
-                keys = [column[0] for column in cursor.description or ()]
+                keys = tuple(column[0] for column in cursor.description or ())
             finally:
                 await cursor.close()
         return rows, keys
@@ -391,7 +391,7 @@ class MySQLConnection(BackendConnection):
         try:
             await self._execute(cursor, sql, args)
             rows = await cursor.fetchall() if returns_rows else ()
-            keys = [column[0] for column in cursor.description or ()]
+            keys = tuple(column[0] for column in cursor.description or ())
             rowcount, lastrowid = cursor.rowcount, cursor.lastrowid
         finally:
             await cursor.close()
@@ -428,7 +428,7 @@ class MySQLConnection(BackendConnection):
                 cursor = await self._driver.cursor(self._conn, self._driver.unbuffered_cursor)
                 await cursor.execute(sql, args)
                 started = True
-                keys = [column[0] for column in cursor.description or ()]
+                keys = tuple(column[0] for column in cursor.description or ())
             while True:
                 with waiting:
                     rows = await cursor.fetchmany(chunk_size)

@@ -293,32 +293,16 @@ def _unless_terminated(
 
 
 # aiosqlite runs each call in its connection's thread through Connection._execute(),
-# the one method all its public ones share (since 0.11). Running a whole statement in
-# one call takes one thread hop instead of three; should a later aiosqlite drop it,
-# the functions run through the public API instead, each step a hop.
-_ONE_HOP = callable(getattr(aiosqlite.Connection, "_execute", None)) and isinstance(
+# the one method all its public ones share (every admitted version has it, with the
+# sqlite3 connection as its _conn property). A whole statement runs in one call: one
+# thread hop instead of three (execute, fetch, close the cursor).
+if not callable(getattr(aiosqlite.Connection, "_execute", None)) or not isinstance(
     getattr(aiosqlite.Connection, "_conn", None), property
-)
-
-
-async def _multi_hop(conn: aiosqlite.Connection, function: Callable[..., _T], *args: Any) -> _T:
-    if function is _fetch:
-        sql, params, limit = args
-        async with conn.execute(sql, params) as cursor:
-            rows = await (cursor.fetchall() if limit is None else cursor.fetchmany(limit))
-            keys = tuple(column[0] for column in cursor.description or ())
-        return (list(rows), keys)  # type: ignore[return-value]
-    if function is _execute:
-        sql, params, returns_rows = args
-        async with conn.execute(sql, params) as cursor:
-            rows = list(await cursor.fetchall()) if returns_rows else []
-            keys = tuple(column[0] for column in cursor.description or ())
-            return (rows, keys, cursor.rowcount, cursor.lastrowid)  # type: ignore[return-value]
-    if function is _execute_many:
-        await conn.executemany(*args)
-        return None  # type: ignore[return-value]
-    await conn.execute(*args)
-    return None  # type: ignore[return-value]
+):
+    raise ImportError(
+        "this aiosqlite has no Connection._execute() or Connection._conn, which dbaccess "
+        "runs its statements through; install an aiosqlite that pyproject.toml admits"
+    )
 
 
 def _stop(conn: aiosqlite.Connection) -> asyncio.Future[Any] | None:
@@ -470,17 +454,11 @@ class SQLiteConnection(BackendConnection):
     async def _call(self, function: Callable[..., _T], *args: Any) -> _T:
         self._arm()
         try:
-            if _ONE_HOP:
-                # The whole statement in one hop to the connection's thread.
-                result: _T = await self._conn._execute(  # type: ignore[no-untyped-call]
-                    _unless_terminated, self, function, self._conn._conn, *args
-                )
-                return result
-            if function is _begun:
-                begin, function, *args = args  # type: ignore[assignment]
-                for sql in begin:
-                    await _multi_hop(self._conn, _run, sql)
-            return await _multi_hop(self._conn, function, *args)
+            # The whole statement in one hop to the connection's thread.
+            result: _T = await self._conn._execute(  # type: ignore[no-untyped-call]
+                _unless_terminated, self, function, self._conn._conn, *args
+            )
+            return result
         except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
 
@@ -525,7 +503,7 @@ class SQLiteConnection(BackendConnection):
             cursor = await self._conn.execute(sql, args)
         except _DRIVER_ERRORS as exc:
             raise _refusal(self._error(exc), args) from exc
-        keys = [column[0] for column in cursor.description or ()]
+        keys = tuple(column[0] for column in cursor.description or ())
         try:
             while True:
                 self._arm()
@@ -702,10 +680,6 @@ class SQLiteBackend(Backend):
     @property
     def options(self) -> Options:
         return self._options
-
-    @property
-    def is_memory(self) -> bool:
-        return self._memory
 
     async def connect(self) -> SQLiteConnection:
         if self._memory and self._keeper is None:

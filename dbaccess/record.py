@@ -120,7 +120,9 @@ class _RecordMethods(RecordBase, _Mapping):
 
     def _slow_getitem(self, values: Sequence[Any], key: Any) -> Any:
         if isinstance(key, slice):
-            return values[key]
+            # A tuple, whatever holds the values (the driver's row, a list of converted
+            # values, the C record's own), as asyncpg's records and SQLAlchemy's rows give.
+            return tuple(values[key])
         index = self._meta.index
         name = key
         if type(key) is not str and isinstance(getattr(key, "name", None), str):

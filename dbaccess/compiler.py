@@ -1,14 +1,15 @@
 """Compile a query and its values into SQL, driver arguments and result metadata.
 
-Everything SQLAlchemy-specific happens here, once, before a backend sees the query:
-backends receive a SQL string in their driver's parameter style and a sequence of
-arguments already converted by the column types.
+Everything SQLAlchemy-specific happens here and in the modules beside it, once, before
+a backend sees the query: backends receive a SQL string in their driver's parameter
+style and a sequence of arguments already converted by the column types.
 
-Core expressions compile with the dialect of the driver in use, through SQLAlchemy's
-public API (``ClauseElement.compile()``, ``Compiled.construct_params()`` and
-``SQLCompiler.construct_expanded_state()`` for ``IN`` lists). Raw SQL strings become
-``text()`` with their ``:name`` parameters; a list or tuple bound right after ``IN``
-expands to one parameter per item (on PostgreSQL, becomes one array parameter).
+The jobs, one module each: this one caches statements and compiles Core expressions
+with the dialect of the driver in use, through SQLAlchemy's public API
+(``ClauseElement.compile()``); rawsql.py makes raw SQL strings ``text()`` clauses (and
+their ``IN`` lists); shapes.py recognises plain Core SELECTs; binding.py makes the
+arguments; statement.py holds what a compiled statement knows.
+
 Compiled statements are cached: raw SQL by its text and the shape of its values; plain
 Core SELECTs by their shape (shapes.py); other Core expressions by SQLAlchemy's cache
 key (the key its own compiled cache uses), except those holding a type without
@@ -17,149 +18,30 @@ key (the key its own compiled cache uses), except those holding a type without
 
 from __future__ import annotations
 
-import operator
-import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.cache_key import NO_CACHE
-from sqlalchemy.sql.compiler import Compiled, SQLCompiler
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import BindParameter, TextClause
 from sqlalchemy.sql.expression import Executable
-from sqlalchemy.types import BigInteger, NullType, TypeEngine
 
-from .errors import DataError, InterfaceError, ProgrammingError
-from .processors import (
-    Processor,
-    bind_processor,
-    converter,
-    result_processor,
-    returns_atoms,
-)
-from .record import ResultMeta
+from .binding import EMPTY, bind, check_values, names_of, refused
+from .errors import InterfaceError, ProgrammingError
+from .processors import bind_processor, result_processor, returns_atoms
+from .rawsql import RETURNING, kind_of, text_clause
 from .shapes import shape_of
+from .statement import CompiledQuery, Statement
 
 __all__ = ["CompiledQuery", "Compiler", "Statement"]
 
 Query = ClauseElement | str
 
-_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
-#: Statements that change a connection's session state, which must not reach the next
-#: user of the pooled connection: settings, cursors, prepared statements, temporary
-#: objects, session locks and listeners, MySQL user variables and LOCK TABLES, SQLite
-#: pragma assignments and attached databases. Matched once per distinct statement (at
-#: compile time); a false positive costs one reset of the connection, never a leak.
-_CHANGES_SESSION = re.compile(
-    r"(?:^|;)\s*(?:(?:SET|RESET|LISTEN|UNLISTEN|DECLARE|PREPARE|DEALLOCATE|DISCARD|USE"
-    r"|ATTACH|DETACH|HANDLER|LOCK\s+TABLES|CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?TEMP(?:ORARY)?)\b"
-    r"|PRAGMA\s+[\w.]+\s*=)"
-    r"|\b(?:pg_advisory_lock|pg_advisory_lock_shared|pg_try_advisory_lock"
-    r"|pg_try_advisory_lock_shared|set_config|GET_LOCK)\s*\("
-    r"|@\w+\s*:=|\bINTO\s+@",
-    re.IGNORECASE,
-)
-_INSERT = re.compile(r"^\s*(INSERT|REPLACE)\b", re.IGNORECASE)
-
-
-class Statement:
-    """A compiled query, reusable for any values of the same shape."""
-
-    __slots__ = (
-        "_metas",
-        "binder",
-        "changes_session",
-        "compiled",
-        "defaults",
-        "expanding",
-        "implicit_returning",
-        "is_insert",
-        "names",
-        "pk_position",
-        "processors",
-        "required",
-        "result_atoms",
-        "result_columns",
-        "result_processors",
-        "returns_rows",
-        "sql",
-    )
-
-    def __init__(
-        self,
-        compiled: Compiled,
-        *,
-        names: tuple[str, ...] = (),
-        processors: tuple[Processor | None, ...] = (),
-        expanding: bool = False,
-        by_key: bool = True,
-        required: frozenset[str] = frozenset(),
-        defaults: tuple[tuple[str, Any], ...] = (),
-        returns_rows: bool = False,
-        is_insert: bool = False,
-        implicit_returning: bool = False,
-        pk_position: int | None = None,
-        result_columns: tuple[Any, ...] = (),
-        result_processors: tuple[Processor | None, ...] = (),
-        result_atoms: bool = True,
-    ) -> None:
-        self.compiled = compiled
-        self.sql: str = compiled.string
-        #: Whether running it changes the connection's session state (see above): the
-        #: connection is then reset before it goes back to the pool.
-        self.changes_session = bool(_CHANGES_SESSION.search(self.sql))
-        self.names = names
-        self.processors = processors
-        self.expanding = expanding
-        self.required = required
-        #: Python-side column defaults (insert) and onupdate values (update), by key.
-        self.defaults = defaults
-        #: values -> arguments, when each parameter takes the caller's value of its own
-        #: name (converted by its type): the fast path, which raises KeyError when a
-        #: name has no value (then SQLAlchemy binds it: a literal, or an error).
-        self.binder = _binder(names, processors) if by_key and not expanding else None
-        self.returns_rows = returns_rows
-        self.is_insert = is_insert
-        #: True when RETURNING was added by SQLAlchemy to report the new primary key.
-        self.implicit_returning = implicit_returning
-        #: Where the argument for a single-column primary key given by the caller is.
-        self.pk_position = pk_position
-        self.result_columns = result_columns
-        self.result_processors = result_processors
-        #: Whether the result processors return only atoms (numbers, text, datetimes).
-        self.result_atoms = result_atoms
-        self._metas: dict[tuple[str, ...], ResultMeta] = {}
-
-    def meta(self, keys: tuple[str, ...]) -> ResultMeta:
-        """The ResultMeta for rows with these column names (one per statement)."""
-        try:
-            return self._metas[keys]
-        except KeyError:
-            meta = ResultMeta(
-                keys, self.result_processors, self.result_columns, atoms=self.result_atoms
-            )
-            self._metas[keys] = meta
-            return meta
-
-
-class CompiledQuery:
-    """SQL ready for the driver: its text, its arguments and how to read its rows."""
-
-    __slots__ = ("args", "sql", "statement")
-
-    def __init__(self, sql: str, args: Sequence[Any], statement: Statement) -> None:
-        self.sql = sql
-        self.args = args
-        self.statement = statement
-
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 _Entry = TypeVar("_Entry")
 
 
@@ -183,16 +65,16 @@ class Compiler:
 
     def compile(self, query: Query, values: Mapping[str, Any] | None) -> CompiledQuery:
         """Compile one query with one set of values."""
-        values = _check_values(values)
+        values = check_values(values)
         if type(query) is str:
             statement = self._text_statement(query, values)
-            return CompiledQuery(*_bind(statement, values, None), statement)
+            return CompiledQuery(*bind(statement, values, None), statement)
         if not values:
             shaped = self._shaped(query)
             if shaped is not None:
                 return shaped
         statement, extracted = self._core_statement(query, values)
-        return CompiledQuery(*_bind(statement, values, extracted), statement)
+        return CompiledQuery(*bind(statement, values, extracted), statement)
 
     def _shaped(self, query: Any) -> CompiledQuery | None:
         """A plain SELECT recognised by its shape (see shapes.py), or None."""
@@ -215,14 +97,14 @@ class Compiler:
                 for at, process in zip(positions, statement.processors)
             ]
         except (ValueError, TypeError) as exc:
-            raise _refused(statement, _EMPTY, exc) from exc
+            raise refused(statement, EMPTY, exc) from exc
         return CompiledQuery(statement.sql, args, statement)
 
     def _compile_shape(
         self, query: ClauseElement, literals: list[BindParameter[Any]]
     ) -> tuple[Statement, tuple[int, ...]] | None:
         """Compile a shape's first query: each parameter's place among its literals."""
-        statement = self._compile_core(query, _EMPTY, (), None)
+        statement = self._compile_core(query, EMPTY, (), None)
         compiled = statement.compiled
         if statement.expanding or statement.defaults or not isinstance(compiled, SQLCompiler):
             return None
@@ -259,7 +141,7 @@ class Compiler:
                     pass  # other keys than the statement's: compiled below
                 except (ValueError, TypeError):
                     pass  # a value its type refuses: _bind below names it
-            values = _check_values(values)
+            values = check_values(values)
             if type(query) is str:
                 # Raw SQL converts values by their Python types: look up each row's shape.
                 statement = self._text_statement(query, values)
@@ -271,7 +153,7 @@ class Compiler:
                 exact = not statement.defaults and set(statement.names) == set(shape)
                 same_keys = statement.binder if exact else None
                 width = len(shape)
-            sql, args = _bind(statement, values, extracted)
+            sql, args = bind(statement, values, extracted)
             if not batches or batches[-1][0] != sql:  # new keys, or an IN list of new length
                 batch = []
                 batches.append((sql, batch))
@@ -284,7 +166,7 @@ class Compiler:
         cache[key] = statement
 
     def _text_statement(self, sql: str, values: Mapping[str, Any]) -> Statement:
-        key: tuple[Any, ...] = (sql, *values, *map(_kind, values.values()))
+        key: tuple[Any, ...] = (sql, *values, *map(kind_of, values.values()))
         statement = self._text_cache.get(key)
         if statement is None:
             statement = self._compile_text(sql, values)
@@ -292,38 +174,8 @@ class Compiler:
         return statement
 
     def _compile_text(self, sql: str, values: Mapping[str, Any]) -> Statement:
-        if "\x00" in sql:
-            raise ProgrammingError("the SQL text contains a NUL byte")
-        declared = set(_PARAMETER.findall(sql))
-        unknown = set(values) - declared
-        if unknown:
-            raise ProgrammingError(
-                f"unknown parameter {_names(unknown)} for this query; "
-                f"its parameters are: {_names(declared) or 'none'}"
-            )
-        binds: list[BindParameter[Any]] = []
-        for name, value in values.items():
-            in_list = _in_list(name)
-            raw_type = _POSTGRES_RAW_TYPES.get(_kind(value)) if self._arrays else None
-            if raw_type is not None:
-                binds.append(bindparam(name, value, type_=raw_type()))
-            elif not isinstance(value, (list, tuple)) or not in_list.search(sql):
-                binds.append(bindparam(name, value))
-            elif self._arrays:
-                # PostgreSQL compares with an array parameter: one statement for every
-                # list length (and an empty list needs no element type).
-                sql = in_list.sub(_any_or_all(name), sql)
-                binds.append(bindparam(name, list(value), type_=NullType()))
-            else:
-                # `IN (:ids)` would expand to `IN ((1, 2))`, a row, not a list.
-                sql = in_list.sub(rf"\g<not>IN :{name}", sql)
-                binds.append(bindparam(name, value, expanding=True))
-        return self._make(
-            text(sql).bindparams(*binds),
-            values,
-            returns_rows=bool(_RETURNING.search(sql)),
-            is_insert=bool(_INSERT.match(sql)),
-        )
+        clause, returns_rows, is_insert = text_clause(sql, values, self._arrays)
+        return self._make(clause, values, returns_rows=returns_rows, is_insert=is_insert)
 
     def _core_statement(
         self, query: Any, values: Mapping[str, Any]
@@ -362,7 +214,7 @@ class Compiler:
         cache_key: Any,
     ) -> Statement:
         if isinstance(query, TextClause):
-            returns_rows = bool(_RETURNING.search(query.text))
+            returns_rows = bool(RETURNING.search(query.text))
         else:
             returns_rows = bool(getattr(query, "is_select", False))
         return self._make(
@@ -426,8 +278,8 @@ class Compiler:
         unknown = set(values) - accepted
         if unknown:
             raise ProgrammingError(
-                f"unknown parameter {_names(unknown)} for this query; "
-                f"its parameters are: {_names(accepted - set(unknown)) or 'none'}"
+                f"unknown parameter {names_of(unknown)} for this query; "
+                f"its parameters are: {names_of(accepted - set(unknown)) or 'none'}"
             )
         return Statement(
             compiled,
@@ -479,157 +331,3 @@ def _quietly(generate: Callable[[], Any]) -> Any:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", _UNCACHEABLE, sa_exc.SAWarning)
         return generate()
-
-
-_PARAMETER = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
-
-
-def _in_list(name: str) -> re.Pattern[str]:
-    return re.compile(rf"\b(?P<not>NOT\s+)?IN\s*(?:\(\s*:{name}\s*\)|:{name})(?!\w)", re.IGNORECASE)
-
-
-def _any_or_all(name: str) -> Callable[[re.Match[str]], str]:
-    def replace(match: re.Match[str]) -> str:
-        return f"<> ALL(:{name})" if match.group("not") else f"= ANY(:{name})"
-
-    return replace
-
-
-class _DefaultContext:
-    """The part of SQLAlchemy's execution context that column default callables use."""
-
-    def __init__(self, parameters: Mapping[str, Any]) -> None:
-        self.current_parameters = parameters
-
-    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> Mapping[str, Any]:
-        return self.current_parameters
-
-
-def _with_defaults(
-    defaults: tuple[tuple[str, Any], ...], values: Mapping[str, Any]
-) -> Mapping[str, Any]:
-    """Fill in the Python-side defaults SQLAlchemy leaves to its execution context."""
-    filled = dict(values)
-    context = _DefaultContext(filled)
-    for key, default in defaults:
-        if key not in values:
-            filled[key] = default.arg(context) if default.is_callable else default.arg
-    return filled
-
-
-#: The kind of an integer that does not fit in 32 bits.
-_BIG_INT = "bigint"
-
-#: Raw SQL on PostgreSQL: the type a parameter is cast to, where SQLAlchemy's guess from
-#: the Python value would be wrong. No cast for strings: the server infers their type
-#: from where they go (json, uuid, inet, an enum...), as raw asyncpg lets it. BIGINT for
-#: integers beyond 32 bits, which `::INTEGER` refuses (smaller ones keep `::INTEGER`,
-#: which functions taking an int4, such as pg_terminate_backend(), need).
-_POSTGRES_RAW_TYPES: dict[Any, Callable[[], TypeEngine[Any]]] = {
-    str: NullType,
-    _BIG_INT: BigInteger,
-}
-
-
-def _kind(value: Any) -> Any:
-    kind = type(value)
-    if kind is list or kind is tuple:
-        return (kind, type(value[0]) if value else None)
-    if kind is int and not -0x80000000 <= value <= 0x7FFFFFFF:
-        return _BIG_INT
-    return kind
-
-
-def _names(names: set[str]) -> str:
-    return ", ".join(repr(name) for name in sorted(names))
-
-
-def _check_values(values: Any) -> Mapping[str, Any]:
-    if type(values) is dict:
-        return values
-    if values is None:
-        return _EMPTY
-    if not isinstance(values, Mapping):
-        raise InterfaceError(
-            f"query values must be a mapping of parameter names to values, "
-            f"not {type(values).__name__}"
-        )
-    return values
-
-
-def _binder(
-    names: tuple[str, ...], processors: tuple[Processor | None, ...]
-) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
-    """values -> the arguments for parameters ``names``, converted by ``processors``."""
-    if not names:
-        return lambda values: ()
-    get: Callable[[Mapping[str, Any]], Any] = operator.itemgetter(*names)
-    if len(names) == 1:
-        (name,) = names
-
-        def get(values: Mapping[str, Any]) -> tuple[Any, ...]:
-            return (values[name],)
-
-    pairs = [(position, process) for position, process in enumerate(processors) if process]
-    if not pairs:
-        return get
-    convert = converter(pairs)
-    return lambda values: convert(get(values))
-
-
-def _bind(
-    statement: Statement,
-    values: Mapping[str, Any],
-    extracted: Sequence[BindParameter[Any]] | None,
-) -> tuple[str, Sequence[Any]]:
-    if statement.defaults:
-        values = _with_defaults(statement.defaults, values)
-    if statement.binder is not None:
-        try:
-            return statement.sql, statement.binder(values)
-        except KeyError:
-            pass  # a parameter without a value: a literal of the query, or an error
-        except (ValueError, TypeError) as exc:
-            raise _refused(statement, values, exc) from exc
-    missing = statement.required - values.keys()
-    if missing:
-        raise ProgrammingError(f"missing value for parameter {_names(set(missing))}")
-    processors = statement.processors
-    compiled = statement.compiled
-    assert isinstance(compiled, SQLCompiler)  # only SQL statements take parameters
-    try:
-        # Unescaped names: the ones positiontup holds (a column named "a b" is
-        # escaped to "a_b" in SQLAlchemy's own parameter dict).
-        params = compiled.construct_params(
-            values, extracted_parameters=extracted, escape_names=False
-        )
-        if not statement.expanding:
-            return statement.sql, [
-                params[name] if process is None else process(params[name])
-                for name, process in zip(statement.names, processors)
-            ]
-        state = compiled.construct_expanded_state(params, escape_names=False)
-        by_name = dict(zip(statement.names, processors))
-        extra = state.processors
-        args = []
-        for name in state.positiontup or ():
-            value = state.parameters[name]
-            process = extra.get(name) or by_name.get(name)
-            args.append(value if process is None else process(value))
-    except sa_exc.InvalidRequestError as exc:
-        raise ProgrammingError(str(exc)) from exc
-    except (ValueError, TypeError) as exc:
-        raise _refused(statement, values, exc) from exc
-    return state.statement, args
-
-
-def _refused(statement: Statement, values: Mapping[str, Any], exc: Exception) -> DataError:
-    """The error for a value its parameter's type refuses, naming the parameter."""
-    for name, process in zip(statement.names, statement.processors):
-        if process is not None and name in values:
-            try:
-                process(values[name])
-            except (ValueError, TypeError):
-                kind = type(values[name]).__name__
-                return DataError(f"parameter {name!r} refuses its value (a {kind}): {exc}")
-    return DataError(f"cannot bind the values: {exc}")

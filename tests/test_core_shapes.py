@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from dbaccess import Database
-from dbaccess.compiler import Compiler, _bind
+from dbaccess.binding import bind
+from dbaccess.compiler import Compiler
 from dbaccess.shapes import shape_of
 
 from .test_types_without_cache_ok import Prefixed
@@ -119,7 +120,7 @@ def test_the_shape_path_compiles_as_the_cache_key_path(
         query = build(n)
         fast = shaped_compiler.compile(query, None)
         statement, extracted = keyed_compiler._core_statement(build(n), {})
-        sql, args = _bind(statement, {}, extracted)
+        sql, args = bind(statement, {}, extracted)
         assert (fast.sql, list(fast.args)) == (sql, list(args))
     assert len(shaped_compiler._shape_cache) == 1  # both literals: one shape
     assert not shaped_compiler._core_cache  # the cache key was never needed

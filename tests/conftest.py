@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from dbaccess import Database, DatabaseURL
 
-from .servers import PrivateMariaDB, PrivatePostgreSQL, PrivateServer
+from .servers import PrivateMariaDB, PrivatePgBouncer, PrivatePostgreSQL, PrivateServer
 
 DEFAULT_URLS = "sqlite:///:memory:"
 TEST_URLS = [
@@ -32,6 +32,9 @@ TEST_URLS = [
     if url.strip()
 ]
 IN_CI = os.environ.get("CI", "").lower() == "true"
+#: The port of the PgBouncer (transaction mode) the PostgreSQL URLs go through, when the
+#: suite runs under tests/through_pgbouncer.py.
+PGBOUNCER_PORT = os.environ.get("DBACCESS_TEST_PGBOUNCER")
 
 
 def _url_id(url: str) -> str:
@@ -69,6 +72,21 @@ def database_url(request: pytest.FixtureRequest) -> str:
             "DBACCESS_TEST_URLS to the backends you have (see README.md)"
         )
     return url
+
+
+def behind_pgbouncer(url: str) -> bool:
+    """Whether ``url`` goes through the suite's PgBouncer in transaction mode."""
+    return PGBOUNCER_PORT is not None and DatabaseURL(url).port == int(PGBOUNCER_PORT)
+
+
+@pytest.fixture
+def one_session(database_url: str) -> None:
+    """For a test that needs its statements outside a transaction to share one server
+    session (a SET, a session lock, a listener, a backend pid read twice): skipped
+    through PgBouncer in transaction mode, which hands each transaction to any server
+    connection (docs/pgbouncer.md: what does not survive)."""
+    if behind_pgbouncer(database_url):
+        pytest.skip("needs one server session across transactions: PgBouncer transaction mode")
 
 
 @pytest.fixture
@@ -232,6 +250,13 @@ def private_mariadb() -> Iterator[PrivateMariaDB]:
 def private_postgresql() -> Iterator[PrivatePostgreSQL]:
     """A PostgreSQL of this test session's own, that a test may freeze."""
     yield from _private(PrivatePostgreSQL)
+
+
+@pytest.fixture(scope="session")
+def private_pgbouncer() -> Iterator[PrivatePgBouncer]:
+    """A PgBouncer of this test session's own, in transaction mode in front of the shared
+    PostgreSQL (127.0.0.1:5432), with 4 server connections."""
+    yield from _private(PrivatePgBouncer)
 
 
 ServerT = TypeVar("ServerT", bound=PrivateServer)

@@ -8,7 +8,9 @@ concurrently; without it, the error names the option instead of leaving the user
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -182,3 +184,56 @@ async def test_without_the_option_the_error_names_it(
     assert "does not exist" in message
     assert "PgBouncer" in message
     assert "prepared_statements=false" in message
+
+
+#: A client process of its own: tasks alternating two queries of the same parameter
+#: types, counting right answers, wrong answers and errors (with the advice they gave).
+CLIENT = """
+import asyncio, collections, json, sys
+from dbaccess import Database
+
+async def main(url):
+    seen = collections.Counter()
+    async with Database(url, max_size=10) as db:
+        async def task(k):
+            for n in range(40):
+                try:
+                    if k % 2:
+                        right = await db.fetch_val("SELECT :a * 2", {"a": n}) == n * 2
+                    else:
+                        right = await db.fetch_val("SELECT :a + 1000", {"a": n}) == n + 1000
+                    seen["right" if right else "wrong"] += 1
+                except Exception as exc:
+                    named = "prepared_statements=false" in str(exc)
+                    seen["error naming the option" if named else repr(exc)[:300]] += 1
+        await asyncio.gather(*(task(k) for k in range(10)))
+    print(json.dumps(seen))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_without_the_option_no_query_runs_another_ones_statement(
+    database_url: str, private_pgbouncer: PrivatePgBouncer
+) -> None:
+    # The drivers number their statements from 1 (asyncpg, per process) or 0 (psycopg,
+    # per connection): two clients behind PgBouncer used the same names for different
+    # queries, and one's statement answered the other's call (one answer in ten, wrong,
+    # without an error). dbaccess's names are its own: the mistake is an error instead.
+    postgres_only(database_url)
+    url = DatabaseURL(database_url)
+    plain = str(DatabaseURL(private_pgbouncer.url(url.scheme, url.database)).replace(options={}))
+    clients = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", CLIENT, plain, stdout=asyncio.subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    seen: dict[str, int] = {}
+    for client in clients:
+        out, _ = await asyncio.wait_for(client.communicate(), 120)
+        assert client.returncode == 0
+        for what, count in json.loads(out).items():
+            seen[what] = seen.get(what, 0) + count
+    assert set(seen) <= {"right", "error naming the option"}, seen
+    assert seen.get("right", 0) > 0

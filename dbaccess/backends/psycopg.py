@@ -9,6 +9,7 @@ import datetime
 import decimal
 import itertools
 import math
+import secrets
 import select
 import ssl as ssl_module
 import sys
@@ -467,6 +468,18 @@ def _sslmode(value: bool | str | ssl_module.SSLContext) -> str:
     return value
 
 
+def _name_statements_uniquely(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Start the numbers of the connection's prepared statements ("_pg3_0", "_pg3_1"...)
+    at a random point: psycopg starts each connection at 0, so behind a transaction
+    pooler left in the default mode a statement reaches a server connection where another
+    client prepared another query under the same name, and that query runs with our
+    arguments (wrong rows, silently). With names no other client uses, the mistake fails
+    with "prepared statement ... does not exist", which names the option (pooler_hint())."""
+    manager = getattr(conn, "_prepared", None)
+    if isinstance(getattr(manager, "_prepared_idx", None), int):  # psycopg 3.3's counter
+        manager._prepared_idx = secrets.randbits(48)  # type: ignore[union-attr]
+
+
 class PsycopgBackend(Backend):
     url_options: ClassVar[dict[str, Parser]] = {
         "host": lambda name, value: str(value),
@@ -557,6 +570,7 @@ class PsycopgBackend(Backend):
         cache_size = options.backend.get("statement_cache_size")
         if cache_size:
             conn.prepared_max = cache_size
+        _name_statements_uniquely(conn)
         if not self._learned:
             # Once, before any query compiles: libpq has the server's parameters from
             # the handshake, no round trip.

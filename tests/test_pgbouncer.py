@@ -39,6 +39,12 @@ def bounced(database_url: str, private_pgbouncer: PrivatePgBouncer) -> Iterator[
     yield private_pgbouncer.url(url.scheme, url.database)
 
 
+@pytest.fixture
+def misconfigured(bounced: str) -> str:
+    """The same without the option: the drivers' defaults, behind transaction pooling."""
+    return str(DatabaseURL(bounced).replace(options={}))
+
+
 def admin(bouncer: PrivatePgBouncer, command: str) -> None:
     """A command of PgBouncer's admin console (its `pgbouncer` database)."""
     subprocess.run(
@@ -164,13 +170,9 @@ async def test_a_timeout_cancels_the_statement_on_the_server(bounced: str) -> No
 
 
 async def test_without_the_option_the_error_names_it(
-    database_url: str, private_pgbouncer: PrivatePgBouncer
+    misconfigured: str, private_pgbouncer: PrivatePgBouncer
 ) -> None:
-    postgres_only(database_url)
-    url = DatabaseURL(database_url)
-    # The private PgBouncer's URL without the option: the drivers' defaults.
-    plain = str(DatabaseURL(private_pgbouncer.url(url.scheme, url.database)).replace(options={}))
-    async with Database(plain, min_size=1, max_size=1) as db:
+    async with Database(misconfigured, min_size=1, max_size=1) as db:
         for n in range(6):  # psycopg prepares from the fifth execution, asyncpg at once
             assert await db.fetch_val("SELECT :n + 1", {"n": n}) == n + 1
         # PgBouncer replaces its server connections once released (as after
@@ -214,18 +216,15 @@ asyncio.run(main(sys.argv[1]))
 
 
 async def test_without_the_option_no_query_runs_another_ones_statement(
-    database_url: str, private_pgbouncer: PrivatePgBouncer
+    misconfigured: str,
 ) -> None:
     # The drivers number their statements from 1 (asyncpg, per process) or 0 (psycopg,
     # per connection): two clients behind PgBouncer used the same names for different
     # queries, and one's statement answered the other's call (one answer in ten, wrong,
     # without an error). dbaccess's names are its own: the mistake is an error instead.
-    postgres_only(database_url)
-    url = DatabaseURL(database_url)
-    plain = str(DatabaseURL(private_pgbouncer.url(url.scheme, url.database)).replace(options={}))
     clients = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CLIENT, plain, stdout=asyncio.subprocess.PIPE
+            sys.executable, "-c", CLIENT, misconfigured, stdout=asyncio.subprocess.PIPE
         )
         for _ in range(3)
     ]

@@ -260,8 +260,13 @@ class PostgresConnection(BackendConnection):
                 yield chunk
             finished = True
         finally:
-            if not self.is_closed:
-                await self.run("COMMIT" if finished else "ROLLBACK")
+            try:
+                # Now, inside the transaction: a loop left early would otherwise leave
+                # the event loop to close the cursor later, after the ROLLBACK.
+                await chunks.aclose()
+            finally:
+                if not self.is_closed:
+                    await self.run("COMMIT" if finished else "ROLLBACK")
 
     async def _stream_held(
         self, sql: str, args: Sequence[Any], chunk_size: int

@@ -79,14 +79,37 @@ def behind_pgbouncer(url: str) -> bool:
     return PGBOUNCER_PORT is not None and DatabaseURL(url).port == int(PGBOUNCER_PORT)
 
 
+#: Why a test cannot run through PgBouncer in transaction mode, by what it needs.
+BEYOND_PGBOUNCER = {
+    # Statements outside a transaction share one server session: a SET, a session lock,
+    # a tag read back, a backend pid read twice (docs/pgbouncer.md: what does not survive).
+    "one session": "needs one server session across transactions",
+    # The server sessions are PgBouncer's: it opens, keeps and closes them, not dbaccess.
+    "server sessions": "counts or kills the server sessions, which are PgBouncer's",
+    # PgBouncer refuses libpq's `options` startup parameter.
+    "startup options": "sends libpq's options= startup parameter, which PgBouncer refuses",
+    # SQLAlchemy's asyncpg dialect names its prepared statements.
+    "sqlalchemy": "runs SQLAlchemy's own asyncpg dialect, which names its prepared statements",
+}
+
+
+def skip_behind_pgbouncer(url: str, need: str) -> None:
+    """Skip the test when ``url`` goes through the suite's PgBouncer and the test has a
+    ``need`` (a key of BEYOND_PGBOUNCER) that transaction pooling cannot meet."""
+    if behind_pgbouncer(url):
+        pytest.skip(f"{BEYOND_PGBOUNCER[need]}: PgBouncer in transaction mode")
+
+
 @pytest.fixture
 def one_session(database_url: str) -> None:
-    """For a test that needs its statements outside a transaction to share one server
-    session (a SET, a session lock, a listener, a backend pid read twice): skipped
-    through PgBouncer in transaction mode, which hands each transaction to any server
-    connection (docs/pgbouncer.md: what does not survive)."""
-    if behind_pgbouncer(database_url):
-        pytest.skip("needs one server session across transactions: PgBouncer transaction mode")
+    """For a test whose statements outside a transaction must share one server session."""
+    skip_behind_pgbouncer(database_url, "one session")
+
+
+@pytest.fixture
+def own_server_sessions(database_url: str) -> None:
+    """For a test that counts or kills the server sessions of its connections."""
+    skip_behind_pgbouncer(database_url, "server sessions")
 
 
 @pytest.fixture

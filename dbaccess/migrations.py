@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from .backends import backend_class
 from .database import Database
 from .errors import ConfigurationError
+from .options import parse_bool
 from .url import DatabaseURL
 
 if TYPE_CHECKING:
@@ -85,11 +86,20 @@ def _mysql_ssl(name: str, value: str) -> dict[str, str]:
     )
 
 
+def _without_prepared_statements(name: str, value: str) -> dict[str, str]:
+    # All a URL can say to SQLAlchemy's asyncpg dialect; it still names its statements
+    # (docs/pgbouncer.md: run migrations on PostgreSQL itself).
+    if parse_bool(name, value):
+        return {}
+    return {"prepared_statement_cache_size": "0"}
+
+
 _OPTION_MAPS: dict[str, dict[str, _Mapper]] = {
     "postgresql": {
         "host": _rename("host"),  # a Unix socket directory
         "ssl": _postgres_ssl,
         "statement_cache_size": _rename("prepared_statement_cache_size"),
+        "prepared_statements": _without_prepared_statements,
     },
     "mysql": {
         "connect_timeout": _whole_seconds("connect_timeout"),

@@ -194,20 +194,24 @@ CLIENT = """
 import asyncio, collections, json, sys
 from dbaccess import Database
 
+def failed(seen, exc):
+    named = "prepared_statements=false" in str(exc)
+    seen["error naming the option" if named else repr(exc)[:300]] += 1
+
 async def main(url):
     seen = collections.Counter()
-    async with Database(url, max_size=10) as db:
-        async def task(k):
-            for n in range(40):
-                try:
-                    if k % 2:
-                        right = await db.fetch_val("SELECT :a * 2", {"a": n}) == n * 2
-                    else:
-                        right = await db.fetch_val("SELECT :a + 1000", {"a": n}) == n + 1000
-                    seen["right" if right else "wrong"] += 1
-                except Exception as exc:
-                    named = "prepared_statements=false" in str(exc)
-                    seen["error naming the option" if named else repr(exc)[:300]] += 1
+    db = Database(url, min_size=0, max_size=10)
+    async def task(k):
+        for n in range(40):
+            try:
+                if k % 2:
+                    right = await db.fetch_val("SELECT :a * 2", {"a": n}) == n * 2
+                else:
+                    right = await db.fetch_val("SELECT :a + 1000", {"a": n}) == n + 1000
+                seen["right" if right else "wrong"] += 1
+            except Exception as exc:  # at connect too: asyncpg's type introspection
+                failed(seen, exc)
+    async with db:
         await asyncio.gather(*(task(k) for k in range(10)))
     print(json.dumps(seen))
 

@@ -582,6 +582,11 @@ class PostgresBackend(Backend):
                 schema="pg_catalog",
                 format="binary",
             )
+        except _DRIVER_ERRORS as exc:
+            # The codecs' type introspection is the first statement: a pooler mistake
+            # (or a server that went away) can show here already.
+            conn.terminate()
+            raise _translate(exc) from exc
         except BaseException:
             conn.terminate()
             raise

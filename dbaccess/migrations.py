@@ -143,6 +143,10 @@ def sqlalchemy_url(url: str | DatabaseURL) -> sa.engine.URL:
         mapper = mappers.get(name)
         if mapper is not None:
             query.update(mapper(name, value))
+    if drivername == "postgresql+psycopg":
+        # asyncpg's argument: SQLAlchemy's psycopg dialect hands the query string to
+        # libpq, which refuses it (psycopg takes prepare_threshold in connect_args).
+        query.pop("prepared_statement_cache_size", None)
     database: str | None = parsed.database or None
     if family == "sqlite" and database in (None, ":memory:"):
         database = ":memory:"

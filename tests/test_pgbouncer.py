@@ -224,7 +224,7 @@ async def test_without_the_option_no_query_runs_another_ones_statement(
 ) -> None:
     # The drivers number their statements from 1 (asyncpg, per process) or 0 (psycopg,
     # per connection): two clients behind PgBouncer used the same names for different
-    # queries, and one's statement answered the other's call (one answer in ten, wrong,
+    # queries, and one's statement answered the other's call (11-16% of the answers wrong,
     # without an error). dbaccess's names are its own: the mistake is an error instead.
     clients = [
         await asyncio.create_subprocess_exec(

@@ -146,7 +146,7 @@ class _UniquelyNamingConnection(asyncpg.Connection):  # type: ignore[misc]
     transaction pooler left in the default mode, a statement then reaches a server
     connection where another process prepared another query under the same name, and
     that query runs with our arguments: wrong rows, silently (measured through PgBouncer:
-    one answer in ten). With names no other process uses, the same mistake fails with
+    11-16% of the answers). With names no other process uses, the same mistake fails with
     "prepared statement ... does not exist", which names the option (pooler_hint()).
     """
 

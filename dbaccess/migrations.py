@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from .backends import backend_class
 from .database import Database
 from .errors import ConfigurationError
+from .options import parse_bool
 from .url import DatabaseURL
 
 if TYPE_CHECKING:
@@ -85,11 +86,20 @@ def _mysql_ssl(name: str, value: str) -> dict[str, str]:
     )
 
 
+def _without_prepared_statements(name: str, value: str) -> dict[str, str]:
+    # All a URL can say to SQLAlchemy's asyncpg dialect; it still names its statements
+    # (docs/pgbouncer.md: run migrations on PostgreSQL itself).
+    if parse_bool(name, value):
+        return {}
+    return {"prepared_statement_cache_size": "0"}
+
+
 _OPTION_MAPS: dict[str, dict[str, _Mapper]] = {
     "postgresql": {
         "host": _rename("host"),  # a Unix socket directory
         "ssl": _postgres_ssl,
         "statement_cache_size": _rename("prepared_statement_cache_size"),
+        "prepared_statements": _without_prepared_statements,
     },
     "mysql": {
         "connect_timeout": _whole_seconds("connect_timeout"),
@@ -133,6 +143,10 @@ def sqlalchemy_url(url: str | DatabaseURL) -> sa.engine.URL:
         mapper = mappers.get(name)
         if mapper is not None:
             query.update(mapper(name, value))
+    if drivername == "postgresql+psycopg":
+        # asyncpg's argument: SQLAlchemy's psycopg dialect hands the query string to
+        # libpq, which refuses it (psycopg takes prepare_threshold in connect_args).
+        query.pop("prepared_statement_cache_size", None)
     database: str | None = parsed.database or None
     if family == "sqlite" and database in (None, ":memory:"):
         database = ":memory:"

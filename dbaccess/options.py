@@ -184,6 +184,9 @@ _FOREIGN_NAMES = {
     "pool_max_idle": "max_idle",
     "idle_timeout": "max_idle",
     "max_age": "max_lifetime",
+    # PgBouncer's transaction mode needs a driver that prepares nothing it reuses.
+    "pgbouncer": "prepared_statements",
+    "prepare_threshold": "prepared_statements",
 }
 
 

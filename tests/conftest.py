@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from dbaccess import Database, DatabaseURL
 
-from .servers import PrivateMariaDB, PrivatePostgreSQL, PrivateServer
+from .servers import PrivateMariaDB, PrivatePgBouncer, PrivatePostgreSQL, PrivateServer
 
 DEFAULT_URLS = "sqlite:///:memory:"
 TEST_URLS = [
@@ -32,6 +32,9 @@ TEST_URLS = [
     if url.strip()
 ]
 IN_CI = os.environ.get("CI", "").lower() == "true"
+#: The port of the PgBouncer (transaction mode) the PostgreSQL URLs go through, when the
+#: suite runs under tests/through_pgbouncer.py.
+PGBOUNCER_PORT = os.environ.get("DBACCESS_TEST_PGBOUNCER")
 
 
 def _url_id(url: str) -> str:
@@ -69,6 +72,44 @@ def database_url(request: pytest.FixtureRequest) -> str:
             "DBACCESS_TEST_URLS to the backends you have (see README.md)"
         )
     return url
+
+
+def behind_pgbouncer(url: str) -> bool:
+    """Whether ``url`` goes through the suite's PgBouncer in transaction mode."""
+    return PGBOUNCER_PORT is not None and DatabaseURL(url).port == int(PGBOUNCER_PORT)
+
+
+#: Why a test cannot run through PgBouncer in transaction mode, by what it needs.
+BEYOND_PGBOUNCER = {
+    # Statements outside a transaction share one server session: a SET, a session lock,
+    # a tag read back, a backend pid read twice (docs/pgbouncer.md: what does not survive).
+    "one session": "needs one server session across transactions",
+    # The server sessions are PgBouncer's: it opens, keeps and closes them, not dbaccess.
+    "server sessions": "counts or kills the server sessions, which are PgBouncer's",
+    # PgBouncer refuses libpq's `options` startup parameter.
+    "startup options": "sends libpq's options= startup parameter, which PgBouncer refuses",
+    # SQLAlchemy's asyncpg dialect names its prepared statements.
+    "sqlalchemy": "runs SQLAlchemy's own asyncpg dialect, which names its prepared statements",
+}
+
+
+def skip_behind_pgbouncer(url: str, need: str) -> None:
+    """Skip the test when ``url`` goes through the suite's PgBouncer and the test has a
+    ``need`` (a key of BEYOND_PGBOUNCER) that transaction pooling cannot meet."""
+    if behind_pgbouncer(url):
+        pytest.skip(f"{BEYOND_PGBOUNCER[need]}: PgBouncer in transaction mode")
+
+
+@pytest.fixture
+def one_session(database_url: str) -> None:
+    """For a test whose statements outside a transaction must share one server session."""
+    skip_behind_pgbouncer(database_url, "one session")
+
+
+@pytest.fixture
+def own_server_sessions(database_url: str) -> None:
+    """For a test that counts or kills the server sessions of its connections."""
+    skip_behind_pgbouncer(database_url, "server sessions")
 
 
 @pytest.fixture
@@ -232,6 +273,13 @@ def private_mariadb() -> Iterator[PrivateMariaDB]:
 def private_postgresql() -> Iterator[PrivatePostgreSQL]:
     """A PostgreSQL of this test session's own, that a test may freeze."""
     yield from _private(PrivatePostgreSQL)
+
+
+@pytest.fixture(scope="session")
+def private_pgbouncer() -> Iterator[PrivatePgBouncer]:
+    """A PgBouncer of this test session's own, in transaction mode in front of the shared
+    PostgreSQL (127.0.0.1:5432), with 4 server connections."""
+    yield from _private(PrivatePgBouncer)
 
 
 ServerT = TypeVar("ServerT", bound=PrivateServer)

@@ -1,4 +1,5 @@
-"""Database servers of the tests' own: a private MariaDB and a private PostgreSQL.
+"""Database servers of the tests' own: a private MariaDB, a private PostgreSQL and a
+private PgBouncer (in transaction mode, in front of a PostgreSQL).
 
 Each runs from a data directory under a temporary directory, on a free port of its own
 and with its socket in that directory, so that a test can freeze it (SIGSTOP of its own
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["PrivateMariaDB", "PrivatePostgreSQL", "PrivateServer"]
+__all__ = ["PrivateMariaDB", "PrivatePgBouncer", "PrivatePostgreSQL", "PrivateServer"]
 
 #: Long enough for a slow, shared machine to initialise and start a server.
 START_WITHIN = 120.0
@@ -44,6 +45,17 @@ def _run(argv: list[str]) -> None:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=START_WITHIN)
     if result.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({result.returncode}): {result.stderr[-2000:]}")
+
+
+def _reap(process: subprocess.Popen[bytes], within: float, pid: int | None = None) -> None:
+    """Wait up to ``within`` seconds for ``process`` to exit, then kill ``pid`` (the
+    process itself unless told otherwise: the server under runuser)."""
+    try:
+        process.wait(within)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.kill(process.pid if pid is None else pid, signal.SIGKILL)
+        process.wait(10)
 
 
 def _children(pid: int) -> list[int]:
@@ -266,22 +278,14 @@ class PrivateMariaDB(PrivateServer):
         # does; wait for the process itself, or the next start finds its files in use.
         os.kill(process.pid, signal.SIGCONT)
         process.terminate()
-        try:
-            process.wait(START_WITHIN)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        _reap(process, START_WITHIN)
 
     def remove(self) -> None:
         process = self._process
         if process is not None and process.poll() is None:
             os.kill(process.pid, signal.SIGCONT)  # in case a test left it frozen
             process.terminate()
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            _reap(process, 60)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -344,4 +348,90 @@ class PrivatePostgreSQL(PrivateServer):
                 capture_output=True,
                 timeout=60,
             )
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class PrivatePgBouncer(PrivateServer):
+    """Debian's pgbouncer in transaction mode, in front of a PostgreSQL (the shared one
+    unless told otherwise), with fewer server connections than the tests' clients."""
+
+    user = "postgres"
+    name = "pgbouncer"
+
+    def __init__(
+        self, upstream_host: str = "127.0.0.1", upstream_port: int = 5432, pool_size: int = 4
+    ) -> None:
+        super().__init__()
+        self.upstream = (upstream_host, upstream_port)
+        self.pool_size = pool_size
+
+    def url(self, scheme: str = "postgresql", database: str = "postgres") -> str:
+        return f"{scheme}://postgres@127.0.0.1:{self.port}/{database}?prepared_statements=false"
+
+    @property
+    def _config(self) -> Path:
+        return self.directory / "pgbouncer.ini"
+
+    def _initialise(self) -> None:
+        host, port = self.upstream
+        (self.directory / "users.txt").write_text('"postgres" ""\n')
+        self._config.write_text(
+            "[databases]\n"
+            # Any database name, to the same name on the upstream server.
+            f"* = host={host} port={port}\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {self.port}\n"
+            f"unix_socket_dir = {self.directory}\n"
+            "auth_type = trust\n"
+            f"auth_file = {self.directory / 'users.txt'}\n"
+            "pool_mode = transaction\n"
+            f"default_pool_size = {self.pool_size}\n"
+            "max_client_conn = 500\n"
+            f"logfile = {self.directory / 'server.log'}\n"
+            f"pidfile = {self.directory / 'pgbouncer.pid'}\n"
+            "admin_users = postgres\n"
+            # Sent by the drivers; PgBouncer refuses unknown startup parameters.
+            "ignore_startup_parameters = extra_float_digits\n"
+        )
+        if os.geteuid() == 0:
+            for path in self.directory.iterdir():
+                shutil.chown(path, self.user, self.user)
+
+    def _start(self) -> None:
+        # In the foreground, as our child: its pid is the process's, and it dies with it.
+        self._process = subprocess.Popen(
+            _as_user(
+                self.user, [shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", str(self._config)]
+            ),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def _ready(self) -> bool:
+        return _accepts(self.port)
+
+    def _main_pid(self) -> int:
+        return int((self.directory / "pgbouncer.pid").read_text().split()[0])
+
+    def _stop(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        # SIGINT: PgBouncer's "safe shutdown" would wait for clients; SIGTERM closes now.
+        pid = self._main_pid()
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        _reap(process, START_WITHIN, pid)
+
+    def remove(self) -> None:
+        try:
+            os.kill(self._main_pid(), signal.SIGCONT)  # in case a test left it frozen
+        except (ProcessLookupError, FileNotFoundError, ValueError):
+            if self._process is not None and self._process.poll() is None:
+                self._process.kill()  # not up yet: no pid file
+                self._process.wait(10)
+        else:
+            self._stop()
         shutil.rmtree(self.directory, ignore_errors=True)

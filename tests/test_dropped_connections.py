@@ -37,7 +37,7 @@ async def kill(admin: Database, dialect: str, pid: int) -> None:
 
 
 async def test_killed_idle_connections_are_replaced(
-    database_url: str, dialect: str, admin: Database
+    database_url: str, dialect: str, admin: Database, own_server_sessions: None
 ) -> None:
     async with Database(database_url, min_size=3, max_size=3) as db:
         # Take all three connections at once, so that each reports its server pid.

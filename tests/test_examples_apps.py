@@ -23,7 +23,7 @@ from asgi_lifespan import LifespanManager
 
 from dbaccess import Database, DatabaseURL, InterfaceError
 
-from .conftest import released
+from .conftest import released, skip_behind_pgbouncer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -186,6 +186,7 @@ async def server_sessions(url: str) -> int:
 
 @pytest.mark.parametrize("name", list(APPS))
 async def test_shutdown_returns_every_connection(name: str, app_database_url: str) -> None:
+    skip_behind_pgbouncer(app_database_url, "server sessions")
     app = factory(name)(app_database_url)
     database = database_of(app)
     on_server = DatabaseURL(app_database_url).dialect != "sqlite"

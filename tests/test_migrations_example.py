@@ -26,6 +26,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from dbaccess import Database, DatabaseURL, IntegrityError, migrate, sqlalchemy_url
 
+from .conftest import skip_behind_pgbouncer
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "migrations-example"
 INI = EXAMPLE / "alembic.ini"
@@ -63,6 +65,7 @@ async def app_url(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
     if DatabaseURL(database_url).dialect == "sqlite":
         yield f"sqlite:///{tmp_path / 'app.db'}"
         return
+    skip_behind_pgbouncer(database_url, "sqlalchemy")  # docs/pgbouncer.md: migrations
     await _drop_example_tables(database_url)
     try:
         yield database_url

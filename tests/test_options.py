@@ -14,6 +14,8 @@ import pytest
 
 from dbaccess import ConfigurationError, Database, DatabaseURL, OperationalError
 
+from .conftest import skip_behind_pgbouncer
+
 # One URL per backend (and driver); nothing listens there, nothing is opened.
 SCHEMES = {
     "postgresql": "postgresql://u@127.0.0.1/d",
@@ -317,6 +319,8 @@ async def test_command_timeout_in_url(database_url: str, dialect: str) -> None:
 async def test_driver_keyword_reaches_the_driver(database_url: str, dialect: str) -> None:
     scheme = DatabaseURL(database_url).scheme
     backend = scheme.partition("+")[2] if scheme.endswith(("+asyncmy", "+psycopg")) else dialect
+    if backend == "psycopg":
+        skip_behind_pgbouncer(database_url, "startup options")
     async with Database(database_url, **DRIVER_KEYWORDS[backend]) as db:
         if dialect == "postgresql":
             assert await db.fetch_val("SHOW application_name") == "dbaccess-h3"

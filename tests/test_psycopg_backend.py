@@ -11,6 +11,7 @@ import pytest
 
 from dbaccess import ConfigurationError, Database, DatabaseURL, OperationalError
 
+from .conftest import skip_behind_pgbouncer
 from .test_options import with_options
 
 PSYCOPG_URL = "postgresql+psycopg://u@127.0.0.1/d"
@@ -76,7 +77,9 @@ async def test_statement_cache_size_zero_prepares_nothing(psycopg_url: str) -> N
             assert prepared == 0
 
 
-async def test_statement_cache_size_bounds_the_prepared_statements(psycopg_url: str) -> None:
+async def test_statement_cache_size_bounds_the_prepared_statements(
+    psycopg_url: str, one_session: None
+) -> None:
     async with Database(psycopg_url, statement_cache_size=3, max_size=1) as db:
         for table in ("pg_class", "pg_type", "pg_proc", "pg_namespace", "pg_attribute"):
             for _ in range(6):  # prepared from the sixth execution on
@@ -90,6 +93,7 @@ async def test_statement_cache_size_bounds_the_prepared_statements(psycopg_url: 
 
 
 async def test_application_name_and_libpq_keywords_reach_the_server(psycopg_url: str) -> None:
+    skip_behind_pgbouncer(psycopg_url, "startup options")
     url = with_options(psycopg_url, application_name="dbaccess-psycopg")
     async with Database(url, options="-c search_path=pg_catalog,public") as db:
         assert await db.fetch_val("SHOW application_name") == "dbaccess-psycopg"

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 
 from dbaccess import Database, DatabaseURL
 
+from .conftest import skip_behind_pgbouncer
+
 #: Driver keywords that turn backslash escapes in string literals on (PostgreSQL: the
 #: old non-standard strings) or off (MySQL's NO_BACKSLASH_ESCAPES), by backend.
 OTHER_MODE: dict[str, dict[str, Any]] = {
@@ -54,6 +56,8 @@ async def test_backslash_escape_with_the_other_server_mode(database_url: str) ->
     if DatabaseURL(database_url).dialect == "sqlite":
         pytest.skip("SQLite has one way to read a string literal: no setting changes it")
     driver = _driver(database_url)
+    if driver == "psycopg":
+        skip_behind_pgbouncer(database_url, "startup options")
     async with Database(database_url, **OTHER_MODE[driver]) as db:
         if driver in ("asyncpg", "psycopg"):
             assert await db.fetch_val("SHOW standard_conforming_strings") == "off"

@@ -69,7 +69,7 @@ async def test_concurrent_connects_open_one_pool(database_url: str) -> None:
 
 @pytest.mark.parametrize("iterations", range(0, 12))
 async def test_cancelled_disconnect_closes_every_connection(
-    database_url: str, dialect: str, iterations: int
+    database_url: str, dialect: str, iterations: int, own_server_sessions: None
 ) -> None:
     async with Database(database_url) as admin:
         threads_before = sqlite_threads()

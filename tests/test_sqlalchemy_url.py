@@ -41,6 +41,11 @@ def test_dbaccess_options_are_dropped_and_shared_ones_renamed() -> None:
         "prepared_statement_cache_size": "0",
         "ssl": "require",
     }
+    unprepared = sqlalchemy_url("postgresql://u@h/app?prepared_statements=false")
+    assert dict(unprepared.query) == {"prepared_statement_cache_size": "0"}
+    assert dict(sqlalchemy_url("postgresql://u@h/app?prepared_statements=true").query) == {}
+    psycopg = "postgresql+psycopg://u@h/app?prepared_statements=false&statement_cache_size=0"
+    assert dict(sqlalchemy_url(psycopg).query) == {}
     mysql = sqlalchemy_url("mysql://r@h/app?charset=utf8mb4&connect_timeout=2.5&max_size=3")
     assert dict(mysql.query) == {"charset": "utf8mb4", "connect_timeout": "3"}
     sqlite = sqlalchemy_url("sqlite:///app.db?busy_timeout=2&foreign_keys=false&journal_mode=wal")

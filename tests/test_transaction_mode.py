@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from dbaccess import ConfigurationError, Database, InterfaceError, NotSupportedError
 
 from .conftest import create_tables, notes
+from .test_options import with_options
 
 INSERT = notes.insert().values(text="x", completed=False)
 
@@ -222,7 +223,7 @@ async def test_other_backends_refuse_the_option(dialect: str, database_url: str)
     if dialect == "sqlite":
         pytest.skip("SQLite has the option (tested above)")
     with pytest.raises(ConfigurationError, match="unknown URL option 'transaction_mode'"):
-        Database(f"{database_url}?transaction_mode=immediate")
+        Database(with_options(database_url, transaction_mode="immediate"))
     with pytest.raises(ConfigurationError, match="transaction_mode"):
         Database(database_url, transaction_mode="immediate")
     async with Database(database_url) as db:

@@ -30,6 +30,9 @@ _REGISTRY: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "dbaccess": ("lib_dbaccess", "DBAccess", ("postgresql", "mysql", "sqlite")),
     "asyncpg": ("raw_asyncpg", "RawAsyncpg", ("postgresql",)),
     "dbaccess-psycopg": ("lib_dbaccess", "DBAccessPsycopg", ("postgresql",)),
+    # prepared_statements=false (for PgBouncer's transaction mode), on the same server.
+    "dbaccess-unprepared": ("lib_dbaccess", "DBAccessUnprepared", ("postgresql",)),
+    "dbaccess-psycopg-unprepared": ("lib_dbaccess", "DBAccessPsycopgUnprepared", ("postgresql",)),
     "psycopg": ("raw_psycopg", "RawPsycopg", ("postgresql",)),
     "aiomysql": ("raw_aiomysql", "RawAiomysql", ("mysql",)),
     "aiosqlite": ("raw_aiosqlite", "RawAiosqlite", ("sqlite",)),

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
+import secrets
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import asyncpg
+from asyncpg import connect_utils
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine.interfaces import Dialect
 
@@ -29,6 +32,7 @@ from ..options import (
     Options,
     Parser,
     keyword_parameters,
+    parse_bool,
     parse_int,
     parse_options,
 )
@@ -40,8 +44,11 @@ from .postgres_common import (
     RESET_SESSION,
     begin_statement,
     learn_server_settings,
+    pooler_hint,
+    read_at_once,
     rowcount,
     sqlstate_error,
+    without_prepared_statements,
 )
 
 __all__ = ["PostgresBackend"]
@@ -62,7 +69,14 @@ def _with_position(error: DBAccessError) -> DBAccessError:
 
 def _translate(exc: Exception) -> DBAccessError:
     if isinstance(exc, asyncpg.PostgresError):
-        return _with_position(translate(exc, sqlstate_error(getattr(exc, "sqlstate", None))))
+        ours = sqlstate_error(getattr(exc, "sqlstate", None))
+        # The server's message alone: asyncpg adds to it its own hint about PgBouncer,
+        # which pooler_hint() replaces with dbaccess's option.
+        message = pooler_hint(str(getattr(exc, "message", exc)))
+        error = translate(exc, ours, message)
+        if message is not None:
+            error.__dict__["hint"] = None  # shown by asyncpg's __str__; kept on error.orig
+        return _with_position(error)
     if isinstance(exc, asyncpg.InterfaceError):
         # asyncpg's client-side DataError is an InterfaceError and a ValueError.
         if isinstance(exc, ValueError):
@@ -105,13 +119,53 @@ _CURSOR_IN_ANY_TRANSACTION = tuple(
 ) >= (0, 32)
 
 
+_statement_ids = itertools.count(1)
+
+
+def _new_process_token() -> str:
+    return secrets.token_hex(4)
+
+
+#: Names this process's statements apart from every other's (a forked child draws its own).
+_process_token = _new_process_token()
+
+
+def _redraw_process_token() -> None:
+    global _process_token
+    _process_token = _new_process_token()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_redraw_process_token)
+
+
+class _UniquelyNamingConnection(asyncpg.Connection):  # type: ignore[misc]
+    """asyncpg's connection, naming its prepared statements uniquely across processes.
+
+    asyncpg numbers them from 1 in each process ("__asyncpg_stmt_1__"). Behind a
+    transaction pooler left in the default mode, a statement then reaches a server
+    connection where another process prepared another query under the same name, and
+    that query runs with our arguments: wrong rows, silently (measured through PgBouncer:
+    11-16% of the answers). With names no other process uses, the same mistake fails with
+    "prepared statement ... does not exist", which names the option (pooler_hint()).
+    """
+
+    __slots__ = ()
+
+    def _get_unique_id(self, prefix: str) -> str:  # asyncpg 0.27-0.32's naming hook
+        return f"__asyncpg_{prefix}_{_process_token}_{next(_statement_ids):x}__"
+
+
 class PostgresConnection(BackendConnection):
-    __slots__ = ("_conn", "opened_at", "queries")
+    __slots__ = ("_conn", "_unprepared", "opened_at", "queries")
 
     atomic_execute_many = True  # asyncpg >= 0.22
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, unprepared: bool = False) -> None:
         self._conn = conn
+        #: prepared_statements=false: no named statement, no server state kept between
+        #: transactions (a transaction pooler gives each one any server connection).
+        self._unprepared = unprepared
         self.queries = 0
         self.opened_at = time.monotonic()
 
@@ -174,7 +228,15 @@ class PostgresConnection(BackendConnection):
         if shared and not self.in_transaction:
             # Statements of the loop's body run between chunks, each committing on its
             # own: the cursor must outlive their transactions (WITH HOLD).
+            if self._unprepared:
+                return read_at_once(self, sql, args, chunk_size)
             return self._stream_held(sql, args, chunk_size)
+        if self._unprepared:
+            # asyncpg's cursor prepares a named statement and closes it later, in
+            # whatever transaction (so on whatever server connection) comes next.
+            if self.in_transaction:
+                return self._stream_declared(sql, args, chunk_size)
+            return self._stream_in_begun_transaction(sql, args, chunk_size)
         if self.in_transaction:
             if _CURSOR_IN_ANY_TRANSACTION:
                 return self._cursor_chunks(sql, args, chunk_size)
@@ -189,13 +251,22 @@ class PostgresConnection(BackendConnection):
     ) -> AsyncGenerator[Rows, None]:
         await self.run("BEGIN")
         finished = False
+        if self._unprepared:
+            chunks = self._stream_declared(sql, args, chunk_size)
+        else:
+            chunks = self._cursor_chunks(sql, args, chunk_size)
         try:
-            async for chunk in self._cursor_chunks(sql, args, chunk_size):
+            async for chunk in chunks:
                 yield chunk
             finished = True
         finally:
-            if not self.is_closed:
-                await self.run("COMMIT" if finished else "ROLLBACK")
+            try:
+                # Now, inside the transaction: a loop left early would otherwise leave
+                # the event loop to close the cursor later, after the ROLLBACK.
+                await chunks.aclose()
+            finally:
+                if not self.is_closed:
+                    await self.run("COMMIT" if finished else "ROLLBACK")
 
     async def _stream_held(
         self, sql: str, args: Sequence[Any], chunk_size: int
@@ -277,16 +348,22 @@ class PostgresConnection(BackendConnection):
         # A name never used before: a cursor abandoned by a loop left early may still be
         # open (its clean-up runs later) when the next one is declared.
         name = f"dbaccess_cursor_{next(_cursor_ids)}"
+        fetch_sql = f"FETCH FORWARD {int(chunk_size)} FROM {name}"
         try:
             await self._conn.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {sql}", *args)
-            fetch = await self._conn.prepare(f"FETCH FORWARD {int(chunk_size)} FROM {name}")
+            # Without a statement cache (prepared_statements=false), fetch() prepares
+            # an unnamed statement each time: nothing is left on the server.
+            fetch = None if self._unprepared else await self._conn.prepare(fetch_sql)
         except _DRIVER_ERRORS as exc:
             raise self._failed(exc) from exc
         declared = True
         try:
             while True:
                 try:
-                    rows = await fetch.fetch()
+                    if fetch is None:
+                        rows = await self._conn.fetch(fetch_sql)
+                    else:
+                        rows = await fetch.fetch()
                 except _DRIVER_ERRORS as exc:
                     declared = False  # the transaction is aborted: no cursor left
                     raise self._failed(exc) from exc
@@ -404,6 +481,8 @@ class PostgresBackend(Backend):
         "host": lambda name, value: str(value),
         "application_name": lambda name, value: str(value),
         "statement_cache_size": lambda name, value: parse_int(name, value, minimum=0),
+        # false: for PgBouncer in transaction mode (docs: PgBouncer).
+        "prepared_statements": parse_bool,
     }
     isolation_levels: ClassVar[frozenset[str]] = ISOLATION_LEVELS
     supports_deferrable: ClassVar[bool] = True
@@ -433,6 +512,7 @@ class PostgresBackend(Backend):
             backend_name="PostgreSQL",
             backend_aliases=_ALIASES,
         )
+        self._unprepared = without_prepared_statements(self._options)
         self._url = url
         self._dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
         self._learned = False
@@ -462,6 +542,13 @@ class PostgresBackend(Backend):
             kwargs["ssl"] = options.ssl
         if "statement_cache_size" in options.backend:
             kwargs["statement_cache_size"] = options.backend["statement_cache_size"]
+        if "connection_class" not in options.driver:
+            kwargs["connection_class"] = _UniquelyNamingConnection
+        if self._unprepared:
+            # asyncpg then prepares every statement unnamed, with Parse and Describe
+            # followed by Flush, not Sync: PgBouncer keeps the server connection until
+            # the Bind and Execute that follow, so the statement runs where it was parsed.
+            kwargs["statement_cache_size"] = 0
         if "application_name" in options.backend:
             settings = dict(options.driver.get("server_settings") or {})
             settings["application_name"] = options.backend["application_name"]
@@ -495,6 +582,11 @@ class PostgresBackend(Backend):
                 schema="pg_catalog",
                 format="binary",
             )
+        except _DRIVER_ERRORS as exc:
+            # The codecs' type introspection is the first statement: a pooler mistake
+            # (or a server that went away) can show here already.
+            conn.terminate()
+            raise _translate(exc) from exc
         except BaseException:
             conn.terminate()
             raise
@@ -506,12 +598,26 @@ class PostgresBackend(Backend):
                 self._dialect, getattr(settings, "standard_conforming_strings", None)
             )
             self._learned = True
-        return PostgresConnection(conn)
+        return PostgresConnection(conn, self._unprepared)
 
     async def cancel_statement(self, conn: BackendConnection) -> None:
         # Closing the connection would not stop it: the server notices a closed socket
         # only when it next writes to it, which pg_sleep() or a long sort never does.
-        pid = int(conn.raw.get_server_pid())
+        raw = conn.raw
+        if self._unprepared:
+            # Behind a pooler the pid asyncpg was given is the pooler's invention: send
+            # the cancel request of the protocol instead, which PgBouncer passes on to
+            # the server connection running our statement. asyncpg has no public call
+            # for it; this is what its own command_timeout sends (asyncpg 0.27-0.32).
+            await connect_utils._cancel(
+                loop=asyncio.get_running_loop(),
+                addr=raw._addr,
+                params=raw._params,
+                backend_pid=raw._protocol.backend_pid,
+                backend_secret=raw._protocol.backend_secret,
+            )
+            return
+        pid = int(raw.get_server_pid())
         helper = await self.connect()
         try:
             await helper.run(f"SELECT pg_cancel_backend({pid})")

@@ -4,9 +4,12 @@ described once, here."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from ..errors import (
+    ConfigurationError,
     DatabaseError,
     DataError,
     DBAccessError,
@@ -16,16 +19,20 @@ from ..errors import (
     OperationalError,
     ProgrammingError,
 )
-from .base import TransactionMode
+from ..options import Options
+from .base import BackendConnection, Rows, TransactionMode
 
 __all__ = [
     "ABORTED_COMMIT",
     "ISOLATION_LEVELS",
     "RESET_SESSION",
     "begin_statement",
-    "rowcount",
     "learn_server_settings",
+    "pooler_hint",
+    "read_at_once",
+    "rowcount",
     "sqlstate_error",
+    "without_prepared_statements",
 ]
 
 # SQLSTATE classes (the first two characters) and the DB-API error each one means.
@@ -124,3 +131,51 @@ def learn_server_settings(dialect: Any, standard_conforming_strings: str | None)
     # assumes escaping, 2.1 does not, so a literal backslash reached the server
     # doubled on 2.0.
     dialect._backslash_escapes = standard_conforming_strings == "off"
+
+
+def without_prepared_statements(options: Options) -> bool:
+    """Whether ``prepared_statements=false`` was given (for a transaction pooler such as
+    PgBouncer in transaction mode), refusing a statement cache beside it."""
+    off = options.backend.get("prepared_statements") is False
+    cache_size = options.backend.get("statement_cache_size")
+    if off and cache_size:
+        raise ConfigurationError(
+            f"options prepared_statements=false and statement_cache_size={cache_size} "
+            "contradict each other: without prepared statements nothing is cached; "
+            "drop statement_cache_size"
+        )
+    return off
+
+
+#: The names the drivers give the statements they prepare: asyncpg's
+#: "__asyncpg_stmt_1a__", psycopg's "_pg3_0". Seen in an error, they mean a statement
+#: prepared on one server connection was looked for on another.
+_DRIVER_STATEMENT = re.compile(r'prepared statement "(__asyncpg_|_pg3_)')
+
+_POOLER_HINT = (
+    "; the driver's prepared statement is missing or different on this server "
+    "connection: the connection is most likely behind PgBouncer in transaction (or "
+    "statement) pool mode, or another transaction pooler, which hands each transaction "
+    "to any server connection. Add prepared_statements=false to the URL's query string "
+    "(or Database(url, prepared_statements=False)), or run PgBouncer 1.21+ with "
+    "max_prepared_statements set, or use its session mode (see docs: PgBouncer)"
+)
+
+
+def pooler_hint(message: str) -> str | None:
+    """The server's error message with the advice for a transaction pooler, when the
+    error shows one ("prepared statement "__asyncpg_stmt_3__" does not exist"), else None."""
+    if _DRIVER_STATEMENT.search(message) is None:
+        return None
+    return message + _POOLER_HINT
+
+
+async def read_at_once(
+    conn: BackendConnection, sql: str, args: Sequence[Any], chunk_size: int
+) -> AsyncGenerator[Rows, None]:
+    """All the rows in one statement, handed out in chunks: what a WITH HOLD cursor does
+    on the server, done in this process, for prepared_statements=false (behind a
+    transaction pooler the next FETCH may reach a server connection without the cursor)."""
+    rows, keys = await conn.fetch(sql, args, None)
+    for start in range(0, len(rows), chunk_size):
+        yield rows[start : start + chunk_size], keys

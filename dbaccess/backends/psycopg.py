@@ -9,6 +9,7 @@ import datetime
 import decimal
 import itertools
 import math
+import secrets
 import select
 import ssl as ssl_module
 import sys
@@ -38,7 +39,7 @@ from ..errors import (
     ProgrammingError,
     translate,
 )
-from ..options import Options, Parser, keyword_parameters, parse_int, parse_options
+from ..options import Options, Parser, keyword_parameters, parse_bool, parse_int, parse_options
 from ..url import DatabaseURL
 from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
 from .postgres_common import (
@@ -47,8 +48,11 @@ from .postgres_common import (
     RESET_SESSION,
     begin_statement,
     learn_server_settings,
+    pooler_hint,
+    read_at_once,
     rowcount,
     sqlstate_error,
+    without_prepared_statements,
 )
 from .values import a, container_problem, driver_refused, find_refused, refused, text_problem
 
@@ -137,7 +141,7 @@ def _refusal(error: DBAccessError, rows: Sequence[Sequence[Any]]) -> DBAccessErr
 def _translate(exc: Exception) -> DBAccessError:
     if isinstance(exc, psycopg.Error):
         if exc.sqlstate:
-            return translate(exc, sqlstate_error(exc.sqlstate))
+            return translate(exc, sqlstate_error(exc.sqlstate), pooler_hint(str(exc)))
         for theirs, ours in _CLIENT_ERRORS:
             if isinstance(exc, theirs):
                 return translate(exc, ours)
@@ -203,15 +207,30 @@ class _Deadline:
 
 
 class PsycopgConnection(BackendConnection):
-    __slots__ = ("_conn", "_pgconn", "_poller", "_timeout", "opened_at", "queries")
+    __slots__ = (
+        "_conn",
+        "_pgconn",
+        "_poller",
+        "_timeout",
+        "_unprepared",
+        "opened_at",
+        "queries",
+    )
 
     # psycopg's executemany() pipelines every statement before one Sync, which ends the
     # implicit transaction they all ran in; but a value it cannot adapt, met half-way,
     # leaves the rows before it committed: dbaccess wraps it in BEGIN and COMMIT.
     atomic_execute_many = False
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any], command_timeout: float | None) -> None:
+    def __init__(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        command_timeout: float | None,
+        unprepared: bool = False,
+    ) -> None:
         self._conn = conn
+        #: prepared_statements=false: no server state kept between transactions.
+        self._unprepared = unprepared
         self._pgconn = conn.pgconn
         self._timeout = command_timeout
         self.queries = 0
@@ -334,6 +353,10 @@ class PsycopgConnection(BackendConnection):
         # then the cursor must outlive their transactions (WITH HOLD, which PostgreSQL
         # materialises on the server, not in this process).
         hold = shared and not self.in_transaction
+        if hold and self._unprepared:
+            async for chunk in read_at_once(self, sql, args, chunk_size):
+                yield chunk
+            return
         own_transaction = not hold and not self.in_transaction
         if own_transaction:
             await self.run("BEGIN")
@@ -445,12 +468,26 @@ def _sslmode(value: bool | str | ssl_module.SSLContext) -> str:
     return value
 
 
+def _name_statements_uniquely(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Start the numbers of the connection's prepared statements ("_pg3_0", "_pg3_1"...)
+    at a random point: psycopg starts each connection at 0, so behind a transaction
+    pooler left in the default mode a statement reaches a server connection where another
+    client prepared another query under the same name, and that query runs with our
+    arguments (wrong rows, silently). With names no other client uses, the mistake fails
+    with "prepared statement ... does not exist", which names the option (pooler_hint())."""
+    manager = getattr(conn, "_prepared", None)
+    if isinstance(getattr(manager, "_prepared_idx", None), int):  # psycopg 3.3's counter
+        manager._prepared_idx = secrets.randbits(48)  # type: ignore[union-attr]
+
+
 class PsycopgBackend(Backend):
     url_options: ClassVar[dict[str, Parser]] = {
         "host": lambda name, value: str(value),
         "application_name": lambda name, value: str(value),
-        # As on asyncpg: 0 prepares no statement (for pgbouncer's transaction mode).
+        # As on asyncpg: 0 prepares no statement.
         "statement_cache_size": lambda name, value: parse_int(name, value, minimum=0),
+        # false: for PgBouncer in transaction mode (docs: PgBouncer).
+        "prepared_statements": parse_bool,
     }
     isolation_levels: ClassVar[frozenset[str]] = ISOLATION_LEVELS
     supports_deferrable: ClassVar[bool] = True
@@ -482,6 +519,7 @@ class PsycopgBackend(Backend):
         )
         if self._options.ssl is not None:
             _sslmode(self._options.ssl)  # refused now, not at the first connection
+        self._unprepared = without_prepared_statements(self._options)
         self._url = url
         # SQLAlchemy's psycopg dialect, with positional %s parameters: the compiler
         # binds by position for every backend.
@@ -517,7 +555,9 @@ class PsycopgBackend(Backend):
             kwargs["sslmode"] = _sslmode(options.ssl)
         if "application_name" in options.backend:
             kwargs["application_name"] = options.backend["application_name"]
-        if options.backend.get("statement_cache_size") == 0:
+        if options.backend.get("statement_cache_size") == 0 or self._unprepared:
+            # Every statement then goes as Parse, Bind, Execute and Sync together (one
+            # round trip, unnamed): PgBouncer runs it all on one server connection.
             kwargs["prepare_threshold"] = None
         try:
             conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(**kwargs), timeout)
@@ -530,13 +570,14 @@ class PsycopgBackend(Backend):
         cache_size = options.backend.get("statement_cache_size")
         if cache_size:
             conn.prepared_max = cache_size
+        _name_statements_uniquely(conn)
         if not self._learned:
             # Once, before any query compiles: libpq has the server's parameters from
             # the handshake, no round trip.
             scs = conn.info.parameter_status("standard_conforming_strings")
             learn_server_settings(self._dialect, scs)
             self._learned = True
-        return PsycopgConnection(conn, options.command_timeout)
+        return PsycopgConnection(conn, options.command_timeout, self._unprepared)
 
     async def cancel_statement(self, conn: BackendConnection) -> None:
         # libpq's cancel request, on a connection of its own to the server: closing

@@ -20,9 +20,13 @@ class DatabaseURL:
     ``str(url)`` is the URL as given (password included, so it can be handed to other
     tools such as Alembic); ``repr(url)`` and :attr:`obscure_password` hide the password.
     A SQLAlchemy ``URL`` (``sqlalchemy.engine.make_url(...)``) is accepted too.
+
+    PostgreSQL URLs may name several hosts in libpq's style,
+    ``postgresql://h1:5432,h2:5433,[::1]/app``: :attr:`hosts` lists them, and
+    :attr:`hostname` and :attr:`port` are the first one's.
     """
 
-    __slots__ = ("_components", "_options", "_url")
+    __slots__ = ("_components", "_hosts", "_options", "_url")
 
     _url: str
 
@@ -31,7 +35,9 @@ class DatabaseURL:
         self._url = url
         try:
             self._components = urlsplit(url)
-            self._components.port  # noqa: B018 - urlsplit checks the port lazily
+            self._hosts = _host_list(self._components.netloc)
+            if self._hosts is None:
+                self._components.port  # noqa: B018 - urlsplit checks the port lazily
         except ValueError as exc:
             raise ConfigurationError(f"malformed database URL {_obscure(url)!r}: {exc}") from None
         if not self._components.scheme or "://" not in url:
@@ -81,13 +87,24 @@ class DatabaseURL:
 
     @property
     def hostname(self) -> str | None:
+        if self._hosts is not None:
+            return self._hosts[0][0]
         return (
             self._components.hostname or self.options.get("host") or self.options.get("unix_sock")
         )
 
     @property
     def port(self) -> int | None:
-        return self._components.port
+        return self._components.port if self._hosts is None else self._hosts[0][1]
+
+    @property
+    def hosts(self) -> tuple[tuple[str, int | None], ...]:
+        """The ``(host, port)`` pairs of the URL's host part, in order (port None when
+        not given); empty when it names no host."""
+        if self._hosts is not None:
+            return self._hosts
+        hostname = self._components.hostname
+        return () if not hostname else ((hostname, self._components.port),)
 
     @property
     def netloc(self) -> str:
@@ -116,20 +133,34 @@ class DatabaseURL:
         """Return a copy with some parts replaced.
 
         Accepts ``scheme``, ``dialect``, ``driver``, ``username``, ``password``,
-        ``hostname``, ``port``, ``database`` and ``options`` (a mapping).
+        ``hostname``, ``port``, ``hosts`` (``(host, port)`` pairs), ``database`` and
+        ``options`` (a mapping).
         """
+        several = self._hosts is not None
         parts: dict[str, Any] = {
             "scheme": self.scheme,
             "username": self._components.username,
             "password": self._components.password,
-            "hostname": self._components.hostname,
-            "port": self._components.port,
+            "hostname": None if several else self._components.hostname,
+            "port": None if several else self._components.port,
             "path": self._components.path,
             "query": self._components.query,
         }
-        unknown = set(kwargs) - {*parts, "dialect", "driver", "database", "options"}
+        unknown = set(kwargs) - {*parts, "dialect", "driver", "database", "options", "hosts"}
         if unknown:
             raise TypeError(f"replace() got unexpected parts: {', '.join(sorted(unknown))}")
+        hosts = self._hosts
+        if "hosts" in kwargs:
+            if "hostname" in kwargs or "port" in kwargs:
+                raise TypeError("replace() takes hosts= or hostname= and port=, not both")
+            hosts = tuple((str(host), port) for host, port in kwargs.pop("hosts"))
+            if len(hosts) < 2:
+                hosts, (parts["hostname"], parts["port"]) = None, (hosts or ((None, None),))[0]
+        elif several and ("hostname" in kwargs or "port" in kwargs):
+            raise TypeError(
+                "replace(): this URL names several hosts; give them all as "
+                "hosts=[(host, port), ...]"
+            )
         if "dialect" in kwargs or "driver" in kwargs:
             dialect = kwargs.pop("dialect", self.dialect)
             driver = kwargs.pop("driver", self.driver)
@@ -143,11 +174,10 @@ class DatabaseURL:
             kwargs["query"] = urlencode(kwargs.pop("options"))
         parts.update(kwargs)
 
-        netloc = str(parts["hostname"] or "")
-        if ":" in netloc:  # an IPv6 address
-            netloc = f"[{netloc}]"
-        if parts["port"] is not None:
-            netloc += f":{parts['port']}"
+        if hosts is None:
+            netloc = _host_text(parts["hostname"], parts["port"])
+        else:
+            netloc = ",".join(_host_text(host, port) for host, port in hosts)
         if parts["username"] is not None:
             userinfo = str(parts["username"])
             if parts["password"] is not None:
@@ -216,6 +246,38 @@ def _from_sqlalchemy(url: SQLAlchemyURL) -> str:
     if url.database is not None:
         parts["database"] = url.database
     return str(DatabaseURL(f"{url.drivername}://").replace(**parts))
+
+
+def _host_text(host: str | None, port: int | None) -> str:
+    text = str(host or "")
+    if ":" in text:  # an IPv6 address
+        text = f"[{text}]"
+    return text if port is None else f"{text}:{port}"
+
+
+def _host_list(netloc: str) -> tuple[tuple[str, int | None], ...] | None:
+    """The hosts of a netloc naming several (``h1:5432,[::1]:5433``), None for one;
+    ValueError for a malformed list."""
+    hostlist = netloc.rpartition("@")[2]
+    if "," not in hostlist:
+        return None
+    hosts: list[tuple[str, int | None]] = []
+    for number, item in enumerate(hostlist.split(","), start=1):
+        if item.startswith("["):
+            host, bracket, rest = item[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise ValueError(f"host {number} ({item!r}) is not '[IPv6 address]:port'")
+            port = rest[1:]
+        else:
+            host, _, port = item.partition(":")
+            if ":" in port:
+                raise ValueError(f"host {number} ({item!r}): write an IPv6 address in brackets")
+        if not host:
+            raise ValueError(f"host {number} of {hostlist!r} is empty")
+        if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"the port of host {number} ({item!r}) is not from 1 to 65535")
+        hosts.append((unquote(host).lower(), int(port) if port else None))
+    return tuple(hosts)
 
 
 def _obscure(url: str) -> str:

@@ -317,3 +317,71 @@ def test_repr_never_contains_the_password(
         port,
         database,
     )
+
+
+# -- several hosts (libpq's multi-host URLs) -----------------------------------------
+
+MULTI = f"postgresql://u:{SECRET}@db1.example.com:5432,DB2.example.com:5433/app"
+
+
+@pytest.mark.parametrize(
+    ("text", "hosts"),
+    [
+        (MULTI, (("db1.example.com", 5432), ("db2.example.com", 5433))),
+        ("postgresql://h1,h2,h3/app", (("h1", None), ("h2", None), ("h3", None))),
+        ("postgresql://h1:6000,h2/app", (("h1", 6000), ("h2", None))),
+        (
+            "postgresql://[::1]:5433,[fe80::2],h3:1/app",
+            (("::1", 5433), ("fe80::2", None), ("h3", 1)),
+        ),
+        ("postgresql://h:5432/app", (("h", 5432),)),
+        ("sqlite:///:memory:", ()),
+    ],
+)
+def test_hosts_lists_each_host_and_port(text: str, hosts: tuple[tuple[str, int | None]]) -> None:
+    url = DatabaseURL(text)
+    assert url.hosts == hosts
+    assert (url.hostname, url.port) == (hosts[0] if hosts else (None, None))
+    assert url.database == ("app" if hosts else ":memory:")
+
+
+def test_several_hosts_keep_the_password_out_of_repr_and_obscure_password() -> None:
+    url = DatabaseURL(MULTI + "?target_session_attrs=read-write")
+    assert SECRET not in repr(url)
+    assert SECRET not in url.obscure_password
+    assert url.obscure_password == (
+        "postgresql://u:********@db1.example.com:5432,db2.example.com:5433/app"
+        "?target_session_attrs=read-write"
+    )
+    assert str(url) == MULTI + "?target_session_attrs=read-write"  # as given, like one host
+    assert url.password == SECRET
+
+
+def test_replace_keeps_the_hosts_and_replaces_them_with_hosts() -> None:
+    url = DatabaseURL(MULTI)
+    assert url.replace(database="other").hosts == url.hosts
+    assert (
+        str(url.replace(hosts=[("a", 1), ("::1", None)]))
+        == f"postgresql://u:{SECRET}@a:1,[::1]/app"
+    )
+    assert str(url.replace(hosts=[("a", 1)])) == f"postgresql://u:{SECRET}@a:1/app"
+    with pytest.raises(TypeError, match="several hosts"):
+        url.replace(port=6432)
+
+
+@pytest.mark.parametrize(
+    ("hostlist", "problem"),
+    [
+        ("h1:5432,,h2", "host 2 .* is empty"),
+        ("h1:5432,", "host 2 .* is empty"),
+        ("h1:abc,h2", "port of host 1 .*'h1:abc'.* not from 1 to 65535"),
+        ("h1,h2:70000", "port of host 2 .* not from 1 to 65535"),
+        ("h1,::1", "host 2 .* IPv6 address in brackets"),
+        ("h1,[::1]x", r"host 2 .* '\[IPv6 address\]:port'"),
+    ],
+)
+def test_malformed_host_list_says_which_host(hostlist: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError, match=problem) as info:
+        DatabaseURL(f"postgresql://u:{SECRET}@{hostlist}/app")
+    assert SECRET not in str(info.value)
+    assert "********" in str(info.value)

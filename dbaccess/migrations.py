@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +101,7 @@ _OPTION_MAPS: dict[str, dict[str, _Mapper]] = {
         "ssl": _postgres_ssl,
         "statement_cache_size": _rename("prepared_statement_cache_size"),
         "prepared_statements": _without_prepared_statements,
+        "target_session_attrs": _rename("target_session_attrs"),
     },
     "mysql": {
         "connect_timeout": _whole_seconds("connect_timeout"),
@@ -111,6 +113,22 @@ _OPTION_MAPS: dict[str, dict[str, _Mapper]] = {
         "busy_timeout": _rename("timeout"),
     },
 }
+
+
+def _several_hosts(url: DatabaseURL) -> dict[str, str]:
+    """SQLAlchemy's form of several PostgreSQL hosts (2.0.18+, asyncpg and psycopg):
+    ``?host=h1,h2&port=p1,p2``, the one of its two that takes IPv6 addresses."""
+    version = tuple(int(part) for part in re.findall(r"\d+", sa.__version__)[:3])
+    if version < (2, 0, 18):
+        raise ConfigurationError(
+            f"database URL {url.obscure_password!r} names several hosts, which SQLAlchemy "
+            f"takes from version 2.0.18 on (this is {sa.__version__}); upgrade SQLAlchemy "
+            "or give sqlalchemy_url() the URL of one host"
+        )
+    return {
+        "host": ",".join(host for host, _ in url.hosts),
+        "port": ",".join(str(port or 5432) for _, port in url.hosts),
+    }
 
 
 def sqlalchemy_url(url: str | DatabaseURL) -> sa.engine.URL:
@@ -150,12 +168,16 @@ def sqlalchemy_url(url: str | DatabaseURL) -> sa.engine.URL:
     database: str | None = parsed.database or None
     if family == "sqlite" and database in (None, ":memory:"):
         database = ":memory:"
+    host, port = parsed.components.hostname, parsed.port
+    if len(parsed.hosts) > 1:
+        host, port = None, None
+        query.update(_several_hosts(parsed))
     return sa.engine.URL.create(
         drivername,
         username=parsed.username,
         password=parsed.password,
-        host=parsed.components.hostname,
-        port=parsed.port,
+        host=host,
+        port=port,
         database=database,
         query=query,
     )

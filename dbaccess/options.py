@@ -29,6 +29,7 @@ __all__ = [
     "parse_options",
     "parse_seconds",
     "parse_ssl",
+    "parse_target_session_attrs",
     "ssl_context",
 ]
 
@@ -38,6 +39,9 @@ Parser = Callable[[str, Any], Any]
 Hook = Callable[[Any], "Awaitable[Any] | None"]
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+#: libpq's target_session_attrs (PostgreSQL 14+), which asyncpg 0.28+ takes too.
+TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
 
 
 def parse_bool(name: str, value: Any) -> bool:
@@ -128,6 +132,19 @@ def parse_ssl(name: str, value: Any) -> bool | str | ssl_module.SSLContext:
             f"option {name}={value!r} must be true, false, an SSLContext or one of "
             f"{', '.join(SSL_MODES)}"
         ) from None
+
+
+def parse_target_session_attrs(name: str, value: Any) -> str:
+    """Which of a URL's hosts to connect to: one of :data:`TARGET_SESSION_ATTRS`."""
+    text = str(value).strip().lower()
+    if text in TARGET_SESSION_ATTRS:
+        return text
+    close = difflib.get_close_matches(text, TARGET_SESSION_ATTRS, n=1, cutoff=0.5)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigurationError(
+        f"option {name}={value!r} is not a session attribute{guess} "
+        f"(expected one of: {', '.join(TARGET_SESSION_ATTRS)})"
+    )
 
 
 def ssl_context(mode: bool | str | ssl_module.SSLContext) -> ssl_module.SSLContext | None:

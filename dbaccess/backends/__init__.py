@@ -43,6 +43,13 @@ def backend_class(url: DatabaseURL) -> type[Backend]:
             f"unsupported database URL scheme {url.scheme!r}; "
             f"supported schemes are: {', '.join(sorted(SUPPORTED_BACKENDS))}"
         ) from None
+    if len(url.hosts) > 1 and extra not in ("postgresql", "psycopg"):
+        # libpq's multi-host syntax: MySQL's drivers and SQLite know no such thing, and
+        # connecting to the first host alone would hide the others' absence.
+        raise ConfigurationError(
+            f"database URL {url.obscure_password!r} names several hosts; only PostgreSQL "
+            "URLs (postgresql://, postgresql+psycopg://) may"
+        )
     module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)

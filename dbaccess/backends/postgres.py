@@ -32,7 +32,6 @@ from ..options import (
     Options,
     Parser,
     keyword_parameters,
-    parse_bool,
     parse_int,
     parse_options,
 )
@@ -42,11 +41,14 @@ from .postgres_common import (
     ABORTED_COMMIT,
     ISOLATION_LEVELS,
     RESET_SESSION,
+    URL_OPTIONS,
     begin_statement,
+    host_lists,
     learn_server_settings,
     pooler_hint,
     read_at_once,
     rowcount,
+    session_fits,
     sqlstate_error,
     without_prepared_statements,
 )
@@ -84,9 +86,17 @@ def _translate(exc: Exception) -> DBAccessError:
         return translate(exc, InterfaceError)
     if isinstance(exc, asyncio.TimeoutError):
         return translate(exc, OperationalError, _TIMEOUT)
-    if isinstance(exc, OSError):
+    if isinstance(exc, (OSError, _NO_HOST_FITS)):
+        # No host with the target_session_attrs asked for (the primary is down, say):
+        # a state of the servers that may pass, as a refused connection is.
         return translate(exc, OperationalError)
     return translate(exc, DatabaseError)
+
+
+_NO_HOST_FITS = getattr(asyncpg, "TargetServerAttributeNotMatched", OSError)
+
+#: asyncpg 0.28 added target_session_attrs; for 0.27 dbaccess picks the host itself.
+_NATIVE_TARGET = "target_session_attrs" in keyword_parameters(asyncpg.connect)
 
 
 _TIMEOUT = (
@@ -476,14 +486,48 @@ _PARTS: dict[str, Parser] = {
 }
 
 
+async def _connect_to_target(kwargs: dict[str, Any], attrs: str) -> Any:
+    """asyncpg.connect() to the first host meeting ``attrs``, as asyncpg 0.28+ does it
+    with target_session_attrs (asyncpg 0.27 tries hosts only until one accepts)."""
+    hosts = kwargs["host"] if isinstance(kwargs["host"], list) else [kwargs["host"]]
+    ports = kwargs["port"] if isinstance(kwargs["port"], list) else [kwargs["port"]] * len(hosts)
+    timeout = kwargs["timeout"] / len(hosts)
+    candidates: list[Any] = []
+    chosen = None
+    last_error: Exception | None = None
+    try:
+        for host, port in zip(hosts, ports):
+            try:
+                conn = await asyncpg.connect(
+                    **{**kwargs, "host": host, "port": port, "timeout": timeout}
+                )
+            except (OSError, asyncio.TimeoutError) as exc:
+                last_error = exc
+                continue
+            candidates.append(conn)
+            in_recovery, read_only = await conn.fetchrow(
+                "SELECT pg_catalog.pg_is_in_recovery(), "
+                "current_setting('default_transaction_read_only') = 'on'"
+            )
+            if session_fits(attrs, in_recovery, read_only):
+                chosen = conn
+                break
+        else:
+            if attrs == "prefer-standby" and candidates:
+                chosen = candidates[0]
+    finally:
+        for candidate in candidates:
+            if candidate is not chosen:
+                candidate.terminate()
+    if chosen is not None:
+        return chosen
+    if last_error is not None:
+        raise last_error
+    raise OperationalError(f"none of the hosts has target_session_attrs={attrs!r}")
+
+
 class PostgresBackend(Backend):
-    url_options: ClassVar[dict[str, Parser]] = {
-        "host": lambda name, value: str(value),
-        "application_name": lambda name, value: str(value),
-        "statement_cache_size": lambda name, value: parse_int(name, value, minimum=0),
-        # false: for PgBouncer in transaction mode (docs: PgBouncer).
-        "prepared_statements": parse_bool,
-    }
+    url_options: ClassVar[dict[str, Parser]] = URL_OPTIONS
     isolation_levels: ClassVar[frozenset[str]] = ISOLATION_LEVELS
     supports_deferrable: ClassVar[bool] = True
 
@@ -528,16 +572,25 @@ class PostgresBackend(Backend):
     async def connect(self) -> PostgresConnection:
         options = self._options
         url = self._url
+        host: Any = url.components.hostname
+        port: Any = url.port
+        several = host_lists(url)
+        if several is not None:
+            host, port = several
         kwargs: dict[str, Any] = {
-            "host": url.components.hostname or options.backend.get("host"),
-            "port": url.port,
+            "host": host or options.backend.get("host"),
+            "port": port,
             "user": url.username,
             "password": url.password,
             "database": url.database or None,
-            "timeout": options.connect_timeout or 10.0,
+            # asyncpg's timeout covers all the hosts it tries: each gets its share.
+            "timeout": (options.connect_timeout or 10.0) * max(1, len(url.hosts)),
             "command_timeout": options.command_timeout,
             **self._parts,
         }
+        attrs = options.backend.get("target_session_attrs")
+        if attrs is not None and _NATIVE_TARGET:
+            kwargs["target_session_attrs"] = attrs
         if options.ssl is not None:
             kwargs["ssl"] = options.ssl
         if "statement_cache_size" in options.backend:
@@ -555,7 +608,10 @@ class PostgresBackend(Backend):
             kwargs["server_settings"] = settings
         kwargs = {**options.driver, **kwargs}
         try:
-            conn = await asyncpg.connect(**kwargs)
+            if attrs is not None and not _NATIVE_TARGET:
+                conn = await _connect_to_target(kwargs, attrs)
+            else:
+                conn = await asyncpg.connect(**kwargs)
         except asyncio.TimeoutError as exc:
             raise translate(
                 exc,
@@ -604,7 +660,9 @@ class PostgresBackend(Backend):
         # Closing the connection would not stop it: the server notices a closed socket
         # only when it next writes to it, which pg_sleep() or a long sort never does.
         raw = conn.raw
-        if self._unprepared:
+        if self._unprepared or host_lists(self._url):
+            # With several hosts, a new connection may reach another server than this
+            # one's (after a failover) and cancel whatever runs there under this pid.
             # Behind a pooler the pid asyncpg was given is the pooler's invention: send
             # the cancel request of the protocol instead, which PgBouncer passes on to
             # the server connection running our statement. asyncpg has no public call

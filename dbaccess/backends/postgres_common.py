@@ -19,18 +19,22 @@ from ..errors import (
     OperationalError,
     ProgrammingError,
 )
-from ..options import Options
+from ..options import Options, Parser, parse_bool, parse_int, parse_target_session_attrs
+from ..url import DatabaseURL
 from .base import BackendConnection, Rows, TransactionMode
 
 __all__ = [
     "ABORTED_COMMIT",
     "ISOLATION_LEVELS",
     "RESET_SESSION",
+    "URL_OPTIONS",
     "begin_statement",
     "learn_server_settings",
     "pooler_hint",
+    "host_lists",
     "read_at_once",
     "rowcount",
+    "session_fits",
     "sqlstate_error",
     "without_prepared_statements",
 ]
@@ -82,6 +86,18 @@ def sqlstate_error(sqlstate: str | None) -> type[DBAccessError]:
     code = sqlstate or ""
     return _SQLSTATES.get(code) or _SQLSTATE_CLASSES.get(code[:2], DatabaseError)
 
+
+#: The options of PostgreSQL URLs, whichever driver: in the query string or as keywords.
+URL_OPTIONS: dict[str, Parser] = {
+    "host": lambda name, value: str(value),  # a Unix socket directory
+    "application_name": lambda name, value: str(value),
+    # 0 prepares no statement.
+    "statement_cache_size": lambda name, value: parse_int(name, value, minimum=0),
+    # false: for PgBouncer in transaction mode (docs: PgBouncer).
+    "prepared_statements": parse_bool,
+    # Which of several hosts to connect to (docs: Beyond one server).
+    "target_session_attrs": parse_target_session_attrs,
+}
 
 ISOLATION_LEVELS = frozenset(
     {"read uncommitted", "read committed", "repeatable read", "serializable"}
@@ -179,3 +195,25 @@ async def read_at_once(
     rows, keys = await conn.fetch(sql, args, None)
     for start in range(0, len(rows), chunk_size):
         yield rows[start : start + chunk_size], keys
+
+
+def host_lists(url: DatabaseURL) -> tuple[list[str], list[int]] | None:
+    """The hosts and ports of a URL naming several (libpq's ``h1:5432,h2:5433``), a host
+    without a port on 5432; None for a URL with one host or none."""
+    if len(url.hosts) < 2:
+        return None
+    return [host for host, _ in url.hosts], [port or 5432 for _, port in url.hosts]
+
+
+def session_fits(attrs: str, in_recovery: bool, read_only: bool) -> bool:
+    """Whether a server session meets libpq's ``target_session_attrs`` (as libpq asks:
+    ``read-write`` wants no recovery and default_transaction_read_only off)."""
+    if attrs == "read-write":
+        return not (in_recovery or read_only)
+    if attrs == "read-only":
+        return in_recovery or read_only
+    if attrs == "primary":
+        return not in_recovery
+    if attrs in ("standby", "prefer-standby"):
+        return in_recovery
+    return True  # any

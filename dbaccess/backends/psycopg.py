@@ -39,14 +39,21 @@ from ..errors import (
     ProgrammingError,
     translate,
 )
-from ..options import Options, Parser, keyword_parameters, parse_bool, parse_int, parse_options
+from ..options import (
+    Options,
+    Parser,
+    keyword_parameters,
+    parse_options,
+)
 from ..url import DatabaseURL
 from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
 from .postgres_common import (
     ABORTED_COMMIT,
     ISOLATION_LEVELS,
     RESET_SESSION,
+    URL_OPTIONS,
     begin_statement,
+    host_lists,
     learn_server_settings,
     pooler_hint,
     read_at_once,
@@ -481,14 +488,7 @@ def _name_statements_uniquely(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 class PsycopgBackend(Backend):
-    url_options: ClassVar[dict[str, Parser]] = {
-        "host": lambda name, value: str(value),
-        "application_name": lambda name, value: str(value),
-        # As on asyncpg: 0 prepares no statement.
-        "statement_cache_size": lambda name, value: parse_int(name, value, minimum=0),
-        # false: for PgBouncer in transaction mode (docs: PgBouncer).
-        "prepared_statements": parse_bool,
-    }
+    url_options: ClassVar[dict[str, Parser]] = URL_OPTIONS
     isolation_levels: ClassVar[frozenset[str]] = ISOLATION_LEVELS
     supports_deferrable: ClassVar[bool] = True
 
@@ -538,10 +538,16 @@ class PsycopgBackend(Backend):
         options = self._options
         url = self._url
         timeout = options.connect_timeout or 10.0
+        host: Any = url.components.hostname or options.backend.get("host")
+        port: Any = url.port
+        several = host_lists(url)
+        if several is not None:
+            # libpq's lists: it tries the hosts in turn, each within connect_timeout.
+            host, port = ",".join(several[0]), ",".join(map(str, several[1]))
         kwargs: dict[str, Any] = {
             **options.driver,
-            "host": url.components.hostname or options.backend.get("host"),
-            "port": url.port,
+            "host": host,
+            "port": port,
             "user": url.username,
             "password": url.password,
             "dbname": url.database or None,
@@ -555,12 +561,16 @@ class PsycopgBackend(Backend):
             kwargs["sslmode"] = _sslmode(options.ssl)
         if "application_name" in options.backend:
             kwargs["application_name"] = options.backend["application_name"]
+        if "target_session_attrs" in options.backend:
+            kwargs["target_session_attrs"] = options.backend["target_session_attrs"]
         if options.backend.get("statement_cache_size") == 0 or self._unprepared:
             # Every statement then goes as Parse, Bind, Execute and Sync together (one
             # round trip, unnamed): PgBouncer runs it all on one server connection.
             kwargs["prepare_threshold"] = None
         try:
-            conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(**kwargs), timeout)
+            conn = await asyncio.wait_for(
+                psycopg.AsyncConnection.connect(**kwargs), timeout * max(1, len(url.hosts))
+            )
         except asyncio.TimeoutError as exc:
             raise translate(
                 exc, OperationalError, f"could not connect within connect_timeout={timeout:g} s"

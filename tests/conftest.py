@@ -23,7 +23,13 @@ import sqlalchemy as sa
 
 from dbaccess import Database, DatabaseURL
 
-from .servers import PrivateMariaDB, PrivatePgBouncer, PrivatePostgreSQL, PrivateServer
+from .servers import (
+    PrivateMariaDB,
+    PrivatePgBouncer,
+    PrivatePostgreSQL,
+    PrivateReplica,
+    PrivateServer,
+)
 
 DEFAULT_URLS = "sqlite:///:memory:"
 TEST_URLS = [
@@ -282,11 +288,31 @@ def private_pgbouncer() -> Iterator[PrivatePgBouncer]:
     yield from _private(PrivatePgBouncer)
 
 
+@pytest.fixture(scope="session")
+def streaming_pair() -> Iterator[tuple[PrivatePostgreSQL, PrivateReplica]]:
+    """A PostgreSQL of this session's own and its streaming replica, for tests that only
+    look where connections land; a test that stops or promotes one takes fresh_pair."""
+    yield from _primary_and_replica()
+
+
+@pytest.fixture
+def fresh_pair() -> Iterator[tuple[PrivatePostgreSQL, PrivateReplica]]:
+    """A new PostgreSQL and its streaming replica, removed after the test: for a test
+    that stops the primary or promotes the replica (about 2 s to make)."""
+    yield from _primary_and_replica()
+
+
+def _primary_and_replica() -> Iterator[tuple[PrivatePostgreSQL, PrivateReplica]]:
+    for primary in _private(PrivatePostgreSQL):
+        for replica in _private(PrivateReplica, primary):
+            yield primary, replica
+
+
 ServerT = TypeVar("ServerT", bound=PrivateServer)
 
 
-def _private(kind: type[ServerT]) -> Iterator[ServerT]:
-    server = kind()
+def _private(kind: type[ServerT], *args: Any) -> Iterator[ServerT]:
+    server = kind(*args)
     try:
         server.start()
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:

@@ -1,5 +1,6 @@
-"""Database servers of the tests' own: a private MariaDB, a private PostgreSQL and a
-private PgBouncer (in transaction mode, in front of a PostgreSQL).
+"""Database servers of the tests' own: a private MariaDB, a private PostgreSQL, a
+streaming replica of a private PostgreSQL and a private PgBouncer (in transaction mode,
+in front of a PostgreSQL).
 
 Each runs from a data directory under a temporary directory, on a free port of its own
 and with its socket in that directory, so that a test can freeze it (SIGSTOP of its own
@@ -21,7 +22,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["PrivateMariaDB", "PrivatePgBouncer", "PrivatePostgreSQL", "PrivateServer"]
+__all__ = [
+    "PrivateMariaDB",
+    "PrivatePgBouncer",
+    "PrivatePostgreSQL",
+    "PrivateReplica",
+    "PrivateServer",
+]
 
 #: Long enough for a slow, shared machine to initialise and start a server.
 START_WITHIN = 120.0
@@ -349,6 +356,52 @@ class PrivatePostgreSQL(PrivateServer):
                 timeout=60,
             )
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class PrivateReplica(PrivatePostgreSQL):
+    """A streaming replica (hot standby) of a private PostgreSQL, made by pg_basebackup
+    from it, on a port and in a directory of its own; :meth:`promote` makes it a primary.
+
+    initdb's pg_hba.conf already lets local replication connections in (trust), and
+    PostgreSQL's defaults (wal_level=replica, max_wal_senders=10) let the copy stream."""
+
+    name = "postgresql-replica"
+
+    def __init__(self, primary: PrivatePostgreSQL) -> None:
+        super().__init__()
+        self.primary = primary
+
+    def _initialise(self) -> None:
+        # -R: standby.signal and primary_conninfo, so that it starts as a streaming standby.
+        _run(
+            _as_user(
+                self.user,
+                [
+                    "pg_basebackup",
+                    "-D",
+                    str(self._data),
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.primary.port),
+                    "-U",
+                    "postgres",
+                ],
+            )
+        )
+
+    def _ready(self) -> bool:
+        # A standby accepts connections once it has reached a consistent state.
+        return _accepts(self.port)
+
+    def promote(self) -> None:
+        """End recovery: the replica becomes a primary, accepting writes (pg_ctl -w waits)."""
+        _run(_as_user(self.user, ["pg_ctl", "-D", str(self._data), "-w", "promote"]))
 
 
 class PrivatePgBouncer(PrivateServer):

@@ -48,6 +48,17 @@ def _as_user(user: str, argv: list[str]) -> list[str]:
     return ["runuser", "-u", user, "--", *argv]
 
 
+def _beside_pg_ctl(program: str) -> str:
+    """A PostgreSQL program of the same release as pg_ctl (Debian's /usr/bin wrapper of
+    pg_basebackup could pick another installed release)."""
+    pg_ctl = shutil.which("pg_ctl")
+    if pg_ctl is not None:
+        candidate = Path(os.path.realpath(pg_ctl)).with_name(program)
+        if candidate.exists():
+            return str(candidate)
+    return program
+
+
 def _run(argv: list[str]) -> None:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=START_WITHIN)
     if result.returncode != 0:
@@ -377,7 +388,7 @@ class PrivateReplica(PrivatePostgreSQL):
             _as_user(
                 self.user,
                 [
-                    "pg_basebackup",
+                    _beside_pg_ctl("pg_basebackup"),
                     "-D",
                     str(self._data),
                     "-R",

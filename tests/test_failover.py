@@ -127,9 +127,9 @@ async def test_no_host_fitting_is_an_operational_error_at_once(
     _, replica = streaming_pair
     url = hosts_url(scheme, replica, replica, attrs="read-write")
     db = Database(url, min_size=0)
+    await db.connect()  # min_size=0: no connection yet
     started = time.monotonic()
     with pytest.raises(OperationalError):
-        await asyncio.wait_for(db.connect(), HANG)
         await asyncio.wait_for(db.fetch_val("SELECT 1"), HANG)
     assert time.monotonic() - started < FAILS_WITHIN
     await db.disconnect()
@@ -197,3 +197,24 @@ async def test_sqlalchemy_url_carries_the_hosts_and_target_session_attrs(
     finally:
         await engine.dispose()
     assert (row.port, row.standby) == (primary.port, False)
+
+
+async def test_the_password_stays_out_of_a_failure_to_reach_any_host(
+    scheme: str, secret_password: str
+) -> None:
+    # Two ports nothing listens on: their servers were never started.
+    unused = [PrivatePostgreSQL(), PrivatePostgreSQL()]
+    try:
+        hosts = ",".join(f"127.0.0.1:{server.port}" for server in unused)
+        url = f"{scheme}://postgres:{secret_password}@{hosts}/postgres?target_session_attrs=primary"
+        db = Database(url, min_size=0)
+        assert secret_password not in repr(db)
+        await db.connect()  # min_size=0: no connection yet
+        with pytest.raises(OperationalError) as info:
+            await asyncio.wait_for(db.fetch_val("SELECT 1"), HANG)
+        assert secret_password not in str(info.value)
+        assert secret_password not in repr(info.value)
+        await db.disconnect()
+    finally:
+        for server in unused:
+            server.remove()

@@ -218,3 +218,26 @@ async def test_the_password_stays_out_of_a_failure_to_reach_any_host(
     finally:
         for server in unused:
             server.remove()
+
+
+async def test_a_timed_out_statement_is_cancelled_on_its_own_server(
+    scheme: str, streaming_pair: Pair
+) -> None:
+    # With several hosts the cancel request goes to the connection's own address, not
+    # through a new connection that could land elsewhere.
+    primary, replica = streaming_pair
+    marker = f"dbaccess-failover-{time.monotonic_ns()}"
+    async with Database(hosts_url(scheme, replica, primary, attrs="read-write")) as db:
+        with pytest.raises(OperationalError, match=r"timed out after timeout=0\.5 s"):
+            await db.fetch_val(f"SELECT pg_sleep(30), '{marker}'", timeout=0.5)
+        running = (
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%' || :marker || '%' "
+            "AND pid <> pg_backend_pid()"
+        )
+        for _ in range(100):
+            if await db.fetch_val(running, {"marker": marker}) == 0:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the statement still runs on the primary 5 s after its timeout")
+        assert await landed_on(db) == (primary.port, False)

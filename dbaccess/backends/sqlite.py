@@ -22,6 +22,7 @@ import math
 import operator
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -303,6 +304,17 @@ if not callable(getattr(aiosqlite.Connection, "_execute", None)) or not isinstan
         "this aiosqlite has no Connection._execute() or Connection._conn, which dbaccess "
         "runs its statements through; install an aiosqlite that pyproject.toml admits"
     )
+
+
+async def _thread_ended(conn: aiosqlite.Connection) -> None:
+    """Wait (a second at most) for the thread of a connection that failed to open.
+
+    aiosqlite stops it then, and the thread reports that to the event loop: a loop
+    closed before (an application's, a test's) would meet "Event loop is closed" in
+    that thread. Older aiosqlite connections are the thread themselves."""
+    thread = getattr(conn, "_thread", conn)
+    if isinstance(thread, threading.Thread) and thread.is_alive():
+        await asyncio.to_thread(thread.join, 1.0)
 
 
 def _stop(conn: aiosqlite.Connection) -> asyncio.Future[Any] | None:
@@ -702,16 +714,18 @@ class SQLiteBackend(Backend):
             keeper.terminate()
 
     async def _open(self) -> SQLiteConnection:
+        conn = aiosqlite.connect(
+            self._target,
+            uri=True,
+            isolation_level=None,
+            timeout=self._busy_timeout,
+            **self._connect_args,
+            **self._options.driver,
+        )
         try:
-            conn = await aiosqlite.connect(
-                self._target,
-                uri=True,
-                isolation_level=None,
-                timeout=self._busy_timeout,
-                **self._connect_args,
-                **self._options.driver,
-            )
+            await conn
         except _DRIVER_ERRORS as exc:
+            await _thread_ended(conn)
             raise _translate(exc) from exc
         timeout = self._options.command_timeout
         connection = SQLiteConnection(conn, self._stopping, timeout, self._transaction_mode)

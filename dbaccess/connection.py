@@ -5,6 +5,10 @@
 the tasks it starts inside the block share it; sibling tasks each get their own.
 Statements on a shared connection run one at a time (a lock). Outside any block,
 each call borrows a pooled connection for that call only.
+
+A Connection belongs to the event loop it was first entered in (its driver connection,
+its lock and its pool are that loop's); entering or using it from another loop raises
+InterfaceError instead of the driver's "attached to a different loop" or a hang.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .timeouts import check_timeout, each_within, within
 
 if TYPE_CHECKING:
     from .database import Database
+    from .pool import Pool
     from .transaction import Transaction
 
 __all__ = ["Connection"]
@@ -56,6 +61,10 @@ class Connection:
         #: Resolved (and replaced) each time a transaction of this connection ends.
         self._transaction_ended: asyncio.Future[None] | None = None
         self._raw: BackendConnection | None = None
+        #: The pool ``_raw`` came from, and goes back to.
+        self._pool: Pool | None = None
+        #: The event loop the connection was first entered in, the only one it works in.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._refs = 0
         self._lock = asyncio.Lock()
         self._transactions: list[Transaction] = []
@@ -108,8 +117,9 @@ class Connection:
         return self._refs > 0
 
     async def _acquire_ref(self) -> None:
+        self._check_loop("use the connection")
         if self._refs == 0:
-            self._raw = await self._database._acquire()
+            self._pool, self._raw = await self._database._acquire()
             self._broken = False
             self._aborted = None
             self._session_changed = False
@@ -122,8 +132,36 @@ class Connection:
 
     async def _release_raw(self) -> None:
         raw, self._raw = self._raw, None
-        if raw is not None:
-            await self._database._give_back(raw, broken=self._broken, reset=self._session_changed)
+        pool, self._pool = self._pool, None
+        if raw is not None and pool is not None:
+            await self._database._give_back(
+                pool, raw, broken=self._broken, reset=self._session_changed
+            )
+
+    def _check_loop(self, action: str, what: str = "connection") -> None:
+        """Bind the connection to the running event loop, or refuse another loop."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        if self._loop is None:
+            self._loop = loop
+            return
+        if self._shared_by_tasks:
+            raise InterfaceError(
+                f"cannot {action}: this Database was connected with force_rollback=True in "
+                "another event loop, and its one connection belongs to that loop; connect "
+                "it in the loop that uses it (with a sync test client, in the app's "
+                "lifespan, or through the client's portal)"
+            )
+        if what == "transaction":
+            raise InterfaceError(
+                f"cannot {action}: this transaction belongs to another event loop (the one "
+                "it started in); start a new one with db.transaction() in this loop"
+            )
+        raise InterfaceError(
+            f"cannot {action}: this connection belongs to another event loop (the one "
+            "it was first used in); open a new one with db.connection() in this loop"
+        )
 
     @property
     def raw_connection(self) -> Any:
@@ -405,7 +443,7 @@ class Connection:
         self, compiled: CompiledQuery, chunk_size: int, loan: list[BackendConnection]
     ) -> AsyncGenerator[Rows, None]:
         database = self._database
-        raw = await database._acquire()
+        pool, raw = await database._acquire()
         loan.append(raw)
         raw.queries += 1
         chunks = raw.stream(compiled.sql, compiled.args, chunk_size, False)
@@ -426,7 +464,7 @@ class Connection:
                 raise
             finally:
                 await database._give_back(
-                    raw, broken=broken, reset=compiled.statement.changes_session
+                    pool, raw, broken=broken, reset=compiled.statement.changes_session
                 )
 
     # -- schema ------------------------------------------------------------------
@@ -469,6 +507,7 @@ class Connection:
             operation = self._database._observer.wrap(operation)
         if not self._refs:
             return await self._database._with_pooled(operation, argument, changes_session)
+        self._check_loop("run a statement")
         self._refs += 1  # a child task may still run a statement when the block ends
         lock = self._lock
         try:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import threading
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from types import TracebackType
@@ -20,6 +21,7 @@ from .backends.base import Backend, BackendConnection
 from .compiler import Compiler, Query
 from .connection import ITERATE_CHUNK_SIZE, Connection
 from .errors import DBAccessError, InterfaceError
+from .loops import LoopPools, close_pools, terminate_pools
 from .observe import Observer, QueryHook, QueryHookFunction
 from .options import parse_bool, parse_seconds
 from .pool import Pool, PoolStats
@@ -81,7 +83,8 @@ class Database:
         self._compiler = Compiler(self._backend.dialect)
         self._force_rollback = force_rollback
         self._state = DatabaseState.DISCONNECTED
-        self._pool: Pool | None = None
+        #: A pool per event loop that used the database (see loops.py).
+        self._pools = LoopPools(self._new_pool)
         self._current: ContextVar[Connection | None] = ContextVar(
             f"dbaccess.connection.{id(self)}", default=None
         )
@@ -89,9 +92,11 @@ class Database:
         self._per_call = Connection(self)
         self._global_connection: Connection | None = None
         self._global_transaction: Transaction | None = None
-        # connect() and disconnect() run one at a time: a second connect() waits for
-        # the first one's pool instead of failing, or opening a second pool.
-        self._lifecycle = asyncio.Lock()
+        # connect() and disconnect() run one at a time in a loop: a second connect()
+        # waits for the first one's pool instead of failing, or opening a second pool.
+        # (An asyncio.Lock works in one loop only: one per loop.)
+        self._lifecycle_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._lifecycle_guard = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Database {self.url.obscure_password!r} {self._state.value}>"
@@ -103,17 +108,27 @@ class Database:
         return self._state is DatabaseState.CONNECTED
 
     async def connect(self) -> None:
-        """Open the pool (``min_size`` connections). Does nothing if connected."""
+        """Open the pool (``min_size`` connections) of this event loop. Does nothing if
+        connected (another loop's first call opens a pool of that loop's own)."""
         if self._state is DatabaseState.CONNECTED:
             return
-        async with self._lifecycle:
+        async with self._lifecycle():
             if self._state is DatabaseState.DISCONNECTED:
                 await self._connect()
 
-    async def _connect(self) -> None:
-        self._state = DatabaseState.CONNECTING
+    def _lifecycle(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        with self._lifecycle_guard:
+            lock = self._lifecycle_locks.get(loop)
+            if lock is None:
+                for ended in [each for each in self._lifecycle_locks if each.is_closed()]:
+                    del self._lifecycle_locks[ended]
+                lock = self._lifecycle_locks[loop] = asyncio.Lock()
+        return lock
+
+    def _new_pool(self) -> Pool:
         options = self._backend.options
-        pool = Pool(
+        return Pool(
             self._open_connection,
             min_size=options.min_size,
             max_size=options.max_size,
@@ -125,9 +140,11 @@ class Database:
             max_queries=options.max_queries,
             on_wait=self._observer.acquire_waited,
         )
+
+    async def _connect(self) -> None:
+        self._state = DatabaseState.CONNECTING
         try:
-            await pool.open()
-            self._pool = pool
+            await self._pools.get()
             self._state = DatabaseState.CONNECTED
             if self._force_rollback:
                 connection = Connection(self, shared_by_tasks=True)
@@ -145,36 +162,40 @@ class Database:
         nothing if not connected."""
         if self._state is not DatabaseState.CONNECTED:
             return
-        async with self._lifecycle:
+        async with self._lifecycle():
             if self._state is DatabaseState.CONNECTED:
                 await self._disconnect(timeout)
 
     async def _disconnect(self, timeout: float | None) -> None:
         self._state = DatabaseState.DISCONNECTING
-        pool = self._pool
-        try:
-            transaction, self._global_transaction = self._global_transaction, None
-            connection, self._global_connection = self._global_connection, None
+        # Calls made meanwhile fail (the database is disconnecting); connections given
+        # back meanwhile reach their pool, whose close() waits for them.
+        pools = self._pools.take_all()
+        transaction, self._global_transaction = self._global_transaction, None
+        connection, self._global_connection = self._global_connection, None
+
+        async def close(pool: Pool) -> None:  # in the pool's own loop
             try:
-                if transaction is not None and transaction.is_active:
-                    await transaction.rollback()
+                if connection is not None and connection._pool is pool:
+                    try:
+                        if transaction is not None and transaction.is_active:
+                            await transaction.rollback()
+                    finally:
+                        if connection.is_bound:
+                            await connection._release_ref()
             finally:
-                if connection is not None and connection.is_bound:
-                    await connection._release_ref()
-                # The pool stays reachable while it closes: connections given back
-                # meanwhile must reach it (its close() waits for them).
-                if pool is not None:
-                    await pool.close(timeout)
-                await self._backend.close()
+                await pool.close(timeout)
+
+        try:
+            await close_pools(pools, close)
+            await self._backend.close()
         except BaseException:
             # Interrupted (cancelled, most likely): close what is left at once, without
             # waiting for anything, so that no connection outlives the Database.
-            if pool is not None:
-                pool.terminate()
+            terminate_pools(pools)
             self._backend.terminate()
             raise
         finally:
-            self._pool = None
             self._state = DatabaseState.DISCONNECTED
         logger.info("disconnected from %s", self.url.obscure_password)
 
@@ -192,8 +213,13 @@ class Database:
 
     @property
     def pool_stats(self) -> PoolStats:
-        """Size, idle, in-use and waiting counts of the pool."""
-        return self._connected_pool("read pool_stats").stats
+        """Size, idle, in-use and waiting counts of the calling event loop's pool (all
+        zero in a loop that has not used the database yet)."""
+        self._check_connected("read pool_stats")
+        pool = self._pools.current()
+        if pool is None:
+            return PoolStats(0, 0, 0, 0, self._backend.options.max_size)
+        return pool.stats
 
     def add_query_hook(
         self,
@@ -368,48 +394,55 @@ class Database:
 
     # -- the pool, for Connection ---------------------------------------------------
 
-    def _connected_pool(self, action: str) -> Pool:
-        pool = self._pool
-        if pool is None or self._state is not DatabaseState.CONNECTED:
+    def _check_connected(self, action: str) -> None:
+        if self._state is not DatabaseState.CONNECTED:
             raise InterfaceError(
                 f"cannot {action}: the database is {self._state.value}; "
                 "call `await database.connect()` first"
             )
-        return pool
+
+    async def _loop_pool(self) -> Pool:
+        """The running event loop's pool, opened on the loop's first call."""
+        self._check_connected("run a query")
+        return await self._pools.get()
 
     async def _open_connection(self) -> BackendConnection:
         return await self._observer.connect(self._backend.connect)
 
-    async def _acquire(self) -> BackendConnection:
-        return await self._connected_pool("run a query").acquire()
+    async def _acquire(self) -> tuple[Pool, BackendConnection]:
+        pool = self._pools.home
+        if pool is None or pool.loop is not asyncio.get_running_loop():
+            pool = await self._loop_pool()
+        return pool, await pool.acquire()
 
     async def _with_pooled(self, operation: Any, argument: Any, changes_session: bool) -> Any:
         """Run ``operation(raw, argument)`` on a connection borrowed for this call."""
-        pool = self._pool
-        if pool is None:
-            pool = self._connected_pool("run a query")  # raises: not connected
+        pool = self._pools.home
+        # The one check of the event loop per call: another loop's calls (or none, when
+        # disconnected) take the slow path.
+        if pool is None or pool.loop is not asyncio.get_running_loop():
+            pool = await self._loop_pool()
         raw = pool.acquire_nowait() or await pool.acquire()
         try:
             result = await operation(raw, argument)
         except BaseException as exc:
             await self._give_back(
-                raw, broken=not isinstance(exc, DBAccessError), reset=changes_session
+                pool, raw, broken=not isinstance(exc, DBAccessError), reset=changes_session
             )
             raise
         if raw.in_transaction or raw.is_closed or changes_session:
-            await self._give_back(raw, broken=False, reset=changes_session)
+            await self._give_back(pool, raw, broken=False, reset=changes_session)
         else:
             pool.release(raw)
         return result
 
     async def _give_back(
-        self, raw: BackendConnection, *, broken: bool, reset: bool = False
+        self, pool: Pool, raw: BackendConnection, *, broken: bool, reset: bool = False
     ) -> None:
-        """Return a driver connection to the pool clean, or close it. ``reset``: a
+        """Return a driver connection to its pool clean, or close it. ``reset``: a
         statement changed its session state, which must not reach the next user."""
-        pool = self._pool
-        if pool is None:  # disconnected meanwhile: the pool closed it already
-            raw.terminate()
+        if not pool.is_open:  # disconnected meanwhile: the pool closes what comes back
+            pool.discard(raw)
             return
         if broken or raw.is_closed:
             pool.discard(raw)

@@ -13,6 +13,11 @@ sat unused). Unused, they cost nothing; used, a few comparisons and clock reads 
 acquire and release.
 A connection past a limit is closed politely in a task of its own, and keeps its place
 in ``max_size`` until it is closed, so the server never sees more than ``max_size``.
+
+A pool belongs to the event loop that opened it (its connections' sockets, its futures
+and timers are that loop's), and closes when that loop ends: ``asyncio.run()``, uvloop,
+anyio and pytest-asyncio close a loop's asynchronous generators before the loop, and
+the pool keeps one open for that purpose.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import contextlib
 import enum
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +121,10 @@ class Pool:
             collections.deque()
         )
         self._state = PoolState.NEW
+        #: The event loop the pool opened in: the only one its connections work in.
+        self.loop: asyncio.AbstractEventLoop | None = None
+        #: Suspended while the pool is open: its loop's shutdown closes it, and the pool.
+        self._closer: AsyncGenerator[None, None] | None = None
         self._all_returned: asyncio.Event | None = None
         #: Idle connections being closed politely by close().
         self._closing: list[BackendConnection] = []
@@ -145,11 +154,20 @@ class Pool:
             acquire_wait_total=self._wait_total,
         )
 
+    @property
+    def is_open(self) -> bool:
+        return self._state is PoolState.OPEN
+
     async def open(self) -> None:
         """Open ``min_size`` connections; fail (and close them) if one cannot open."""
         if self._state is not PoolState.NEW:
             raise InterfaceError(f"cannot open the pool: it is {self._state.value}")
         self._state = PoolState.OPEN
+        self.loop = asyncio.get_running_loop()
+        closer = _closes_with_loop(self)
+        # The first step registers it with the loop, whose shutdown_asyncgens() closes it.
+        await closer.__anext__()
+        self._closer = closer
         try:
             while len(self._idle) < self._min_size:
                 self._rest(await self._open_one())
@@ -390,15 +408,35 @@ class Pool:
             # Whatever interrupted the polite close (a cancelled disconnect()): nothing
             # stays open.
             self.terminate()
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            await closer.aclose()  # nothing left to close: it returns at once
+
+    def drop(self) -> None:
+        """Drop a pool whose event loop has closed: terminate what can end without the
+        loop (psycopg's sockets, SQLite's threads). A socket that needs its loop to close
+        (asyncpg's, aiomysql's, asyncmy's) closes when it is garbage-collected."""
+        self._closer = None  # suspended in a closed loop: collected with the pool
+        self._stop_sweeping()
+        for conn in self._connections():
+            with contextlib.suppress(RuntimeError):  # "Event loop is closed"
+                conn.terminate()
+        self._state = PoolState.CLOSED
+        self._forget_all()
 
     def terminate(self) -> None:
         """Close every connection at once, lent or not, without waiting for the server."""
         self._state = PoolState.CLOSED
         self._fail_waiters()
         self._stop_sweeping()
-        retiring = self._retiring.values()
-        for conn in (*self._closing, *self._idle, *self._in_use, *retiring):
+        for conn in self._connections():
             conn.terminate()  # idempotent: a no-op on a connection closed already
+        self._forget_all()
+
+    def _connections(self) -> tuple[BackendConnection, ...]:
+        return (*self._closing, *self._idle, *self._in_use, *self._retiring.values())
+
+    def _forget_all(self) -> None:
         self._closing, self._idle = [], collections.deque()
         self._idle_since.clear()
         self._in_use.clear()
@@ -428,6 +466,18 @@ async def _call(hook: Hook, raw: Any) -> None:
     result = hook(raw)
     if inspect.isawaitable(result):
         await result
+
+
+async def _closes_with_loop(pool: Pool) -> AsyncGenerator[None, None]:
+    """Wait, suspended, for the pool's loop to end (or the pool to close)."""
+    try:
+        yield
+    finally:
+        if pool._closer is not None:
+            # The loop is ending (its tasks were cancelled already): close the pool while
+            # the loop can still close connections politely.
+            pool._closer = None
+            await pool.close(timeout=0)
 
 
 async def _close(conn: BackendConnection) -> None:

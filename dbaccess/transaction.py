@@ -184,6 +184,8 @@ class Transaction:
                 f"cannot {verb} the transaction: a transaction nested in it is still "
                 "active; end that one first"
             )
+        # Before anything changes: in another loop, its driver connection cannot be used.
+        connection._check_loop(f"{verb} the transaction", "transaction")
         ended = TransactionState.COMMITTED if commit else TransactionState.ROLLED_BACK
         observed, self._observed = self._observed, None
         error: BaseException | None = None

@@ -695,15 +695,23 @@ class SQLiteBackend(Backend):
 
     async def connect(self) -> SQLiteConnection:
         if self._memory and self._keeper is None:
-            self._keeper = await self._open()
+            keeper = await self._open()
+            if self._keeper is None:
+                self._keeper = keeper
+            else:  # another event loop's pool, in another thread, opened one meanwhile
+                await keeper.close()
         return await self._open()
 
     async def close(self) -> None:
         keeper, self._keeper = self._keeper, None
         if keeper is not None:
             await keeper.close()
-        if self._stopping:  # worker threads of terminated connections
-            await asyncio.wait(set(self._stopping), timeout=5.0)
+        # The worker threads of terminated connections; those stopped from another event
+        # loop end by themselves.
+        loop = asyncio.get_running_loop()
+        stopping = {each for each in self._stopping if each.get_loop() is loop}
+        if stopping:
+            await asyncio.wait(stopping, timeout=5.0)
 
     async def cancel_statement(self, conn: BackendConnection) -> None:
         return None  # closing the connection interrupts its statement

@@ -138,6 +138,14 @@ class Connection:
                 pool, raw, broken=self._broken, reset=self._session_changed
             )
 
+    def _in_running_loop(self) -> bool:
+        """Whether the connection may be used in the running event loop (or outside any)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return True
+        return self._loop is None or self._loop is loop
+
     def _check_loop(self, action: str, what: str = "connection") -> None:
         """Bind the connection to the running event loop, or refuse another loop."""
         loop = asyncio.get_running_loop()

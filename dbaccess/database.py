@@ -247,7 +247,9 @@ class Database:
         if self._global_connection is not None:
             return self._global_connection
         current = self._current.get()
-        if current is not None and current.is_bound:
+        # A block of another event loop (a thread started in it inherits the context) is
+        # not this loop's: this loop gets a connection of its own.
+        if current is not None and current.is_bound and current._in_running_loop():
             return current
         return Connection(self)
 

@@ -129,7 +129,7 @@ async def _close_in(loop: asyncio.AbstractEventLoop, pool: Pool, close: Closer) 
     answer_by = time.monotonic() + LOOP_ANSWER_TIMEOUT
     while not done.done():
         if not done.running() and time.monotonic() > answer_by:
-            logger.warning(
+            logger.info(
                 "disconnect(): the event loop of another thread did not answer within "
                 "%s s; it closes its connections when it runs again, or ends",
                 LOOP_ANSWER_TIMEOUT,

@@ -15,7 +15,8 @@ import json
 import os
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -335,3 +336,66 @@ async def system_name(db: Database) -> str:
         return "postgresql"
     version = str(await db.fetch_val("SELECT VERSION()"))
     return "mariadb" if "mariadb" in version.lower() else "mysql"
+
+
+# -- whether a pool's connections are closed: on the server, or SQLite's threads ------
+
+# Each backend's way to list this pool's connections on the server, and to count which
+# of them are still open.
+OPEN_SESSIONS = {
+    "postgresql": (
+        "SELECT pg_backend_pid()",
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:ids)",
+    ),
+    "mysql": (
+        "SELECT CONNECTION_ID()",
+        "SELECT count(*) FROM information_schema.processlist WHERE id IN :ids",
+    ),
+}
+
+
+def sqlite_threads() -> int:
+    return sum(1 for t in threading.enumerate() if "_connection_worker_thread" in t.name)
+
+
+async def session_ids(db: Database, dialect: str, count: int) -> list[int]:
+    """The server ids of ``count`` connections of the pool, all held at once (on SQLite,
+    which has no server, zeros)."""
+    query = OPEN_SESSIONS[dialect][0] if dialect in OPEN_SESSIONS else "SELECT 0"
+    ids: list[int] = []
+    all_held = asyncio.Event()
+
+    async def hold() -> None:
+        async with db.connection() as conn:
+            ids.append(int(await conn.fetch_val(query)))
+            if len(ids) == count:
+                all_held.set()
+            await all_held.wait()
+
+    await asyncio.gather(*(hold() for _ in range(count)))
+    return ids
+
+
+async def eventually(check: Callable[[], Awaitable[bool]]) -> bool:
+    for _ in range(200):
+        if await check():
+            return True
+        await asyncio.sleep(0.05)
+    return await check()
+
+
+async def all_closed(admin: Database, dialect: str, ids: list[int], threads: int) -> bool:
+    """Whether the server sessions ``ids`` end soon (on SQLite: whether no more than
+    ``threads`` worker threads are left), asked through ``admin``."""
+    if dialect == "sqlite":
+
+        async def threads_ended() -> bool:
+            return sqlite_threads() <= threads
+
+        return await eventually(threads_ended)
+    count = OPEN_SESSIONS[dialect][1]
+
+    async def sessions_ended() -> bool:
+        return int(await admin.fetch_val(count, {"ids": ids})) == 0
+
+    return await eventually(sessions_ended)

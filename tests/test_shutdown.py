@@ -5,54 +5,12 @@ closes every connection (no server session, no SQLite worker thread left behind)
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Awaitable, Callable
 
 import pytest
 
 from dbaccess import Database
 
-# Each backend's way to list this pool's connections on the server, and to count which
-# of them are still open.
-OPEN_SESSIONS = {
-    "postgresql": (
-        "SELECT pg_backend_pid()",
-        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:ids)",
-    ),
-    "mysql": (
-        "SELECT CONNECTION_ID()",
-        "SELECT count(*) FROM information_schema.processlist WHERE id IN :ids",
-    ),
-}
-
-
-def sqlite_threads() -> int:
-    return sum(1 for t in threading.enumerate() if "_connection_worker_thread" in t.name)
-
-
-async def session_ids(db: Database, dialect: str, count: int) -> list[int]:
-    """The server ids of ``count`` connections of the pool, all held at once."""
-    query = OPEN_SESSIONS[dialect][0]
-    ids: list[int] = []
-    all_held = asyncio.Event()
-
-    async def hold() -> None:
-        async with db.connection() as conn:
-            ids.append(int(await conn.fetch_val(query)))
-            if len(ids) == count:
-                all_held.set()
-            await all_held.wait()
-
-    await asyncio.gather(*(hold() for _ in range(count)))
-    return ids
-
-
-async def eventually(check: Callable[[], Awaitable[bool]]) -> bool:
-    for _ in range(200):
-        if await check():
-            return True
-        await asyncio.sleep(0.05)
-    return await check()
+from .conftest import all_closed, session_ids, sqlite_threads
 
 
 async def test_concurrent_connects_open_one_pool(database_url: str) -> None:
@@ -97,20 +55,8 @@ async def test_cancelled_disconnect_closes_every_connection(
         await asyncio.gather(task, return_exceptions=True)
         await db.disconnect()  # whatever the first one did not finish
 
-        if dialect == "sqlite":
-            assert await eventually(lambda: _async(sqlite_threads() <= threads_before))
-        else:
-            count = OPEN_SESSIONS[dialect][1]
-
-            async def all_gone() -> bool:
-                return int(await admin.fetch_val(count, {"ids": ids})) == 0
-
-            assert await eventually(all_gone)
+        assert await all_closed(admin, dialect, ids, threads_before)
         # The Database can be used again, and closed cleanly.
         await db.connect()
         assert await db.fetch_val("SELECT 1") == 1
         await db.disconnect()
-
-
-async def _async(value: bool) -> bool:
-    return value

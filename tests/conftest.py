@@ -19,6 +19,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
+import aiosqlite
 import pytest
 import sqlalchemy as sa
 
@@ -354,8 +355,19 @@ OPEN_SESSIONS = {
 }
 
 
+def aiosqlite_workers() -> set[threading.Thread]:
+    """The worker threads of open aiosqlite connections: threads running its
+    _connection_worker_thread (aiosqlite >= 0.22), or its connections themselves, which
+    were threads before."""
+    return {
+        thread
+        for thread in threading.enumerate()
+        if "_connection_worker_thread" in thread.name or isinstance(thread, aiosqlite.Connection)
+    }
+
+
 def sqlite_threads() -> int:
-    return sum(1 for t in threading.enumerate() if "_connection_worker_thread" in t.name)
+    return len(aiosqlite_workers())
 
 
 async def session_ids(db: Database, dialect: str, count: int) -> list[int]:

@@ -28,7 +28,15 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 from dbaccess import Database, InterfaceError, PoolStats
 
-from .conftest import OPEN_SESSIONS, create_tables, drop_tables, eventually, notes, session_ids
+from .conftest import (
+    OPEN_SESSIONS,
+    aiosqlite_workers,
+    create_tables,
+    drop_tables,
+    eventually,
+    notes,
+    session_ids,
+)
 
 T = TypeVar("T")
 
@@ -51,7 +59,7 @@ def run(request: pytest.FixtureRequest) -> Runner:
 
 
 def sqlite_workers() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+    return aiosqlite_workers()
 
 
 class LoopThread:

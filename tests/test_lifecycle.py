@@ -25,6 +25,8 @@ from dbaccess import (
     ProgrammingError,
 )
 
+from .conftest import aiosqlite_workers
+
 # Tables of this module only: a parent and a child with a foreign key.
 fk_metadata = sa.MetaData()
 parents = sa.Table(
@@ -42,7 +44,7 @@ children = sa.Table(
 
 def sqlite_worker_threads() -> set[threading.Thread]:
     """aiosqlite runs each connection in a thread of its own."""
-    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+    return aiosqlite_workers()
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,6 @@ a transaction's BEGIN in the same call as its first statement.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
 import math
@@ -323,18 +322,27 @@ def _stop(conn: aiosqlite.Connection) -> asyncio.Future[Any] | None:
     if stop is not None:  # aiosqlite >= 0.22.1
         stopped: asyncio.Future[Any] | None = stop()
         return stopped
-    # Older aiosqlite has no stop(): close() queues the same work (the thread closes
-    # the sqlite3 connection, then ends), in a task of its own so that nothing waits.
+    # Older aiosqlite has no stop(). The close is queued straight onto the worker's
+    # queue, so that it runs whether or not the event loop lives on to schedule anything
+    # (a close() in a task would never run once the loop had closed, and the thread, not
+    # a daemon, would keep the process alive); then the thread is told to end: 0.21 and
+    # 0.22.0 by _stop_running(), which queues its end, 0.19 and 0.20 by _running, which
+    # they read whenever their queue is empty (every 0.1 s).
     try:
-        return asyncio.get_running_loop().create_task(_close_quietly(conn))
-    except RuntimeError:  # no event loop any more: the thread ends with the process
+        closed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    except RuntimeError:  # no event loop any more: end the thread as far as it can be
+        conn._running = False
         return None
-
-
-async def _close_quietly(conn: aiosqlite.Connection) -> None:
-    # Already closed, or its statement was interrupted: nothing left to close.
-    with contextlib.suppress(*_DRIVER_ERRORS):
-        await conn.close()
+    raw = conn._connection
+    if raw is not None:
+        conn._tx.put_nowait((closed, raw.close))
+    else:
+        closed.set_result(None)
+    stop_running = getattr(conn, "_stop_running", None)
+    if stop_running is not None:
+        stop_running()
+    conn._running = False
+    return closed
 
 
 class SQLiteConnection(BackendConnection):
@@ -735,6 +743,11 @@ class SQLiteBackend(Backend):
         except _DRIVER_ERRORS as exc:
             await _thread_ended(conn)
             raise _translate(exc) from exc
+        except BaseException:
+            # Cancelled while connecting: aiosqlite < 0.22 leaves the thread running
+            # then, forever (not a daemon: the process could not exit). End it.
+            _stop(conn)
+            raise
         timeout = self._options.command_timeout
         connection = SQLiteConnection(conn, self._stopping, timeout, self._transaction_mode)
         try:

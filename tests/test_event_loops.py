@@ -36,6 +36,7 @@ from .conftest import (
     eventually,
     notes,
     session_ids,
+    skip_behind_pgbouncer,
 )
 
 T = TypeVar("T")
@@ -142,6 +143,7 @@ class Sessions:
 @pytest.fixture
 async def admin(database_url: str) -> AsyncIterator[Database]:
     """A Database of this loop's, to ask the server about other connections."""
+    skip_behind_pgbouncer(database_url, "server sessions")
     async with Database(database_url, min_size=0) as db:
         yield db
 

@@ -30,11 +30,11 @@ from .errors import DBAccessError, InterfaceError, OperationalError
 from .record import Record
 from .result import ExecuteResult
 from .timeouts import check_timeout, each_within, within
+from .transaction import Transaction
 
 if TYPE_CHECKING:
-    from .database import Database
+    from .engine import Engine
     from .pool import Pool
-    from .transaction import Transaction
 
 __all__ = ["Connection"]
 
@@ -52,8 +52,8 @@ _savepoint_ids = itertools.count(1)
 class Connection:
     """A database connection for the current task; reusable with ``async with``."""
 
-    def __init__(self, database: Database, *, shared_by_tasks: bool = False) -> None:
-        self._database = database
+    def __init__(self, engine: Engine, *, shared_by_tasks: bool = False) -> None:
+        self._engine = engine
         #: Used by every task at once (the one connection of force_rollback=True), where
         #: each task would have had a pooled connection of its own: a task's statements
         #: and transactions wait while another task's transaction is open on it.
@@ -86,14 +86,7 @@ class Connection:
     # -- lifecycle ---------------------------------------------------------------
 
     async def __aenter__(self) -> Connection:
-        await self._acquire_ref()
-        current = self._database._current
-        previous = current.get()
-        task = asyncio.current_task()
-        if task is not None:
-            self._restore.setdefault(task, []).append(previous)
-        if previous is not self:
-            current.set(self)
+        await self._bind()
         return self
 
     async def __aexit__(
@@ -102,13 +95,30 @@ class Connection:
         exc: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
+        await self._unbind()
+
+    async def _bind(self) -> None:
+        """Hold a driver connection and be the current context's connection until
+        :meth:`_unbind`: what ``async with`` and a transaction's start do."""
+        await self._acquire_ref()
+        current = self._engine.current
+        previous = current.get()
+        task = asyncio.current_task()
+        if task is not None:
+            self._restore.setdefault(task, []).append(previous)
+        if previous is not self:
+            current.set(self)
+
+    async def _unbind(self) -> None:
+        """Give the context back the connection it had before :meth:`_bind`, and let go
+        of the driver connection when nothing holds it any more."""
         task = asyncio.current_task()
         if task is not None and (stack := self._restore.get(task)):
             previous = stack.pop()
             if not stack:
                 del self._restore[task]
             if previous is not self:
-                self._database._current.set(previous)
+                self._engine.current.set(previous)
         await self._release_ref()
 
     @property
@@ -119,7 +129,7 @@ class Connection:
     async def _acquire_ref(self) -> None:
         self._check_loop("use the connection")
         if self._refs == 0:
-            self._pool, self._raw = await self._database._acquire()
+            self._pool, self._raw = await self._engine.acquire()
             self._broken = False
             self._aborted = None
             self._session_changed = False
@@ -134,9 +144,7 @@ class Connection:
         raw, self._raw = self._raw, None
         pool, self._pool = self._pool, None
         if raw is not None and pool is not None:
-            await self._database._give_back(
-                pool, raw, broken=self._broken, reset=self._session_changed
-            )
+            await pool.give_back(raw, broken=self._broken, reset=self._session_changed)
 
     def _in_running_loop(self) -> bool:
         """Whether the connection may be used in the running event loop (or outside any)."""
@@ -183,9 +191,7 @@ class Connection:
 
     def transaction(self, *, force_rollback: bool = False, **options: Any) -> Transaction:
         """Start a transaction on this connection (see :meth:`Database.transaction`)."""
-        from .transaction import Transaction
-
-        return Transaction(lambda: self, self._database, force_rollback=force_rollback, **options)
+        return Transaction(lambda: self, self._engine, force_rollback=force_rollback, **options)
 
     # -- queries -----------------------------------------------------------------
 
@@ -197,7 +203,7 @@ class Connection:
         timeout: float | None = None,
     ) -> list[Record]:
         """Run a query and return all its rows."""
-        compiled = self._database._compiler.compile(query, values)
+        compiled = self._engine.compiler.compile(query, values)
         changes = compiled.statement.changes_session
         rows, keys = await self._use(_fetch_all, compiled, changes, timeout)
         return compiled.statement.meta(keys).make_all(rows)
@@ -210,7 +216,7 @@ class Connection:
         timeout: float | None = None,
     ) -> Record | None:
         """Run a query and return its first row, or None when it has none."""
-        compiled = self._database._compiler.compile(query, values)
+        compiled = self._engine.compiler.compile(query, values)
         changes = compiled.statement.changes_session
         rows, keys = await self._use(_fetch_one, compiled, changes, timeout)
         return compiled.statement.meta(keys).make(rows[0]) if rows else None
@@ -236,7 +242,7 @@ class Connection:
     ) -> Any:
         """Run a statement; return the new primary key after an INSERT, the first value
         of the first row when it returns rows (RETURNING), else None."""
-        compiled = self._database._compiler.compile(query, values)
+        compiled = self._engine.compiler.compile(query, values)
         statement = compiled.statement
         outcome = await self._use(_execute, compiled, statement.changes_session, timeout)
         if statement.returns_rows:
@@ -253,7 +259,7 @@ class Connection:
         timeout: float | None = None,
     ) -> ExecuteResult:
         """Run a statement and report its rowcount, new primary key and RETURNING rows."""
-        compiled = self._database._compiler.compile(query, values)
+        compiled = self._engine.compiler.compile(query, values)
         changes = compiled.statement.changes_session
         outcome = await self._use(_execute, compiled, changes, timeout)
         return _result(compiled, outcome)
@@ -293,7 +299,7 @@ class Connection:
             check_timeout(timeout)
         if returning:
             return await self._execute_many_returning(query, values, timeout)
-        compiler = self._database._compiler
+        compiler = self._engine.compiler
         batches = compiler.compile_many(query, values)
         if not batches:
             return None
@@ -313,7 +319,7 @@ class Connection:
             raise InterfaceError(
                 f"execute_many() takes a list of mappings of values, not {type(values).__name__}"
             )
-        compiler = self._database._compiler
+        compiler = self._engine.compiler
         # One statement per row: each row's RETURNING rows (or new key) come back with
         # it, which no driver's bulk path reports.
         compiled = [compiler.compile(query, row) for row in values]
@@ -354,10 +360,10 @@ class Connection:
         the time the loop's body takes.
         """
         _check_size("chunk_size", chunk_size)
-        compiled = self._database._compiler.compile(query, values)
+        compiled = self._engine.compiler.compile(query, values)
         stream = self._stream(compiled, chunk_size, timeout)
-        if self._database._observer.watching():
-            stream = self._database._observer.stream(stream, compiled)
+        if self._engine.observer.watching():
+            stream = self._engine.observer.stream(stream, compiled)
         try:
             async for rows, meta_keys in stream:
                 meta = compiled.statement.meta(meta_keys)
@@ -380,10 +386,10 @@ class Connection:
         """Yield a query's rows in lists of ``batch_size`` (the last one shorter), one
         round trip per batch, streamed as :meth:`iterate` streams them."""
         _check_size("batch_size", batch_size)
-        compiled = self._database._compiler.compile(query, values)
+        compiled = self._engine.compiler.compile(query, values)
         stream = self._stream(compiled, batch_size, timeout)
-        if self._database._observer.watching():
-            stream = self._database._observer.stream(stream, compiled)
+        if self._engine.observer.watching():
+            stream = self._engine.observer.stream(stream, compiled)
         pending: list[Record] = []
         try:
             async for rows, meta_keys in stream:
@@ -413,7 +419,7 @@ class Connection:
             stream = self._stream_dedicated(compiled, chunk_size, loan)
         if timeout is None:
             return stream
-        return each_within(stream, timeout, self._database._backend, loan)
+        return each_within(stream, timeout, self._engine.backend, loan)
 
     async def _stream_shared(
         self, compiled: CompiledQuery, chunk_size: int, loan: list[BackendConnection]
@@ -450,8 +456,7 @@ class Connection:
     async def _stream_dedicated(
         self, compiled: CompiledQuery, chunk_size: int, loan: list[BackendConnection]
     ) -> AsyncGenerator[Rows, None]:
-        database = self._database
-        pool, raw = await database._acquire()
+        pool, raw = await self._engine.acquire()
         loan.append(raw)
         raw.queries += 1
         chunks = raw.stream(compiled.sql, compiled.args, chunk_size, False)
@@ -471,9 +476,7 @@ class Connection:
                 broken = True
                 raise
             finally:
-                await database._give_back(
-                    pool, raw, broken=broken, reset=compiled.statement.changes_session
-                )
+                await pool.give_back(raw, broken=broken, reset=compiled.statement.changes_session)
 
     # -- schema ------------------------------------------------------------------
 
@@ -482,18 +485,18 @@ class Connection:
         order, skipping those that exist when ``checkfirst``; in one transaction where
         the backend's DDL is transactional."""
         async with self, self._schema_transaction():
-            await schema.create_all(self, self._database._backend.dialect, metadata, checkfirst)
+            await schema.create_all(self, self._engine.backend.dialect, metadata, checkfirst)
 
     async def drop_all(self, metadata: sa.MetaData, *, checkfirst: bool = True) -> None:
         """Drop a MetaData's tables, sequences and enum types in dependency order,
         skipping those that do not exist when ``checkfirst``."""
         async with self, self._schema_transaction():
-            await schema.drop_all(self, self._database._backend.dialect, metadata, checkfirst)
+            await schema.drop_all(self, self._engine.backend.dialect, metadata, checkfirst)
 
     def _schema_transaction(self) -> contextlib.AbstractAsyncContextManager[Any]:
         # MySQL commits before and after each DDL statement: a transaction around them
         # would only claim an atomicity the server does not give.
-        if self._database._backend.dialect.name == "mysql":
+        if self._engine.backend.dialect.name == "mysql":
             return contextlib.nullcontext()
         return self.transaction()
 
@@ -507,14 +510,14 @@ class Connection:
         if timeout is not None:
             return await within(
                 timeout,
-                self._database._backend,
+                self._engine.backend,
                 lambda bounded: self._use(bounded, argument, changes_session),
                 operation,
             )
-        if self._database._observer.watching():  # logs, hooks, tracers: see observe.py
-            operation = self._database._observer.wrap(operation)
+        if self._engine.observer.watching():  # logs, hooks, tracers: see observe.py
+            operation = self._engine.observer.wrap(operation)
         if not self._refs:
-            return await self._database._with_pooled(operation, argument, changes_session)
+            return await self._engine.run_pooled(operation, argument, changes_session)
         self._check_loop("run a statement")
         self._refs += 1  # a child task may still run a statement when the block ends
         lock = self._lock

@@ -1,15 +1,16 @@
-"""Database: the facade. Parse the URL, pick the backend, own the pool, and route
-each call to the current task's connection or to a pooled one."""
+"""Database: the facade. Parse the URL, pick the backend, open and close the pools,
+and route each call to the current task's connection or to one lent for the call.
+
+What connections run on (backend, compiler, observer, pools) is the :class:`Engine`
+(engine.py); lending and taking back a pooled connection is the pool's (pool.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import threading
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
-from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ClassVar, Literal, overload
 
@@ -17,11 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL as SQLAlchemyURL
 
 from .backends import SUPPORTED_BACKENDS, backend_class
-from .backends.base import Backend, BackendConnection
-from .compiler import Compiler, Query
+from .compiler import Query
 from .connection import ITERATE_CHUNK_SIZE, Connection
-from .errors import DBAccessError, InterfaceError
-from .loops import LoopPools, close_pools, terminate_pools
+from .engine import DatabaseState, Engine
+from .loops import close_pools, terminate_pools
 from .observe import Observer, QueryHook, QueryHookFunction
 from .options import parse_bool, parse_seconds
 from .pool import Pool, PoolStats
@@ -36,13 +36,6 @@ logger = logging.getLogger("dbaccess")
 
 #: How long disconnect() waits for connections still in use before closing them.
 DISCONNECT_TIMEOUT = 10.0
-
-
-class DatabaseState(enum.Enum):
-    DISCONNECTED = "disconnected"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    DISCONNECTING = "disconnecting"
 
 
 class Database:
@@ -72,24 +65,18 @@ class Database:
     ) -> None:
         self.url = DatabaseURL(url)
         self.options = options
-        self._backend: Backend = backend_class(self.url)(self.url, options)
-        self._observer = Observer(
+        backend = backend_class(self.url)(self.url, options)
+        observer = Observer(
             self,
             log_parameters=parse_bool("log_parameters", log_parameters),
             slow_statement_threshold=parse_seconds(
                 "slow_statement_threshold", slow_statement_threshold
             ),
         )
-        self._compiler = Compiler(self._backend.dialect)
+        self._engine = engine = Engine(self.url, backend, observer)
         self._force_rollback = force_rollback
-        self._state = DatabaseState.DISCONNECTED
-        #: A pool per event loop that used the database (see loops.py).
-        self._pools = LoopPools(self._new_pool)
-        self._current: ContextVar[Connection | None] = ContextVar(
-            f"dbaccess.connection.{id(self)}", default=None
-        )
         # Serves calls made outside any connection block: a pooled connection per call.
-        self._per_call = Connection(self)
+        self._per_call = Connection(engine)
         self._global_connection: Connection | None = None
         self._global_transaction: Transaction | None = None
         # connect() and disconnect() run one at a time in a loop: a second connect()
@@ -99,21 +86,21 @@ class Database:
         self._lifecycle_guard = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<Database {self.url.obscure_password!r} {self._state.value}>"
+        return f"<Database {self.url.obscure_password!r} {self._engine.state.value}>"
 
     # -- lifecycle ---------------------------------------------------------------
 
     @property
     def is_connected(self) -> bool:
-        return self._state is DatabaseState.CONNECTED
+        return self._engine.state is DatabaseState.CONNECTED
 
     async def connect(self) -> None:
         """Open the pool (``min_size`` connections) of this event loop. Does nothing if
         connected (another loop's first call opens a pool of that loop's own)."""
-        if self._state is DatabaseState.CONNECTED:
+        if self._engine.state is DatabaseState.CONNECTED:
             return
         async with self._lifecycle():
-            if self._state is DatabaseState.DISCONNECTED:
+            if self._engine.state is DatabaseState.DISCONNECTED:
                 await self._connect()
 
     def _lifecycle(self) -> asyncio.Lock:
@@ -126,28 +113,13 @@ class Database:
                 lock = self._lifecycle_locks[loop] = asyncio.Lock()
         return lock
 
-    def _new_pool(self) -> Pool:
-        options = self._backend.options
-        return Pool(
-            self._open_connection,
-            min_size=options.min_size,
-            max_size=options.max_size,
-            acquire_timeout=options.acquire_timeout,
-            init=options.init,
-            setup=options.setup,
-            max_lifetime=options.max_lifetime,
-            max_idle=options.max_idle,
-            max_queries=options.max_queries,
-            on_wait=self._observer.acquire_waited,
-        )
-
     async def _connect(self) -> None:
-        self._state = DatabaseState.CONNECTING
+        self._engine.state = DatabaseState.CONNECTING
         try:
-            await self._pools.get()
-            self._state = DatabaseState.CONNECTED
+            await self._engine.pools.get()
+            self._engine.state = DatabaseState.CONNECTED
             if self._force_rollback:
-                connection = Connection(self, shared_by_tasks=True)
+                connection = Connection(self._engine, shared_by_tasks=True)
                 await connection._acquire_ref()
                 self._global_connection = connection
                 self._global_transaction = await connection.transaction(force_rollback=True)
@@ -160,17 +132,17 @@ class Database:
         """Close the pool. Waits up to ``timeout`` seconds (10 by default; forever when
         None) for connections in use to come back, then closes them anyway. Does
         nothing if not connected."""
-        if self._state is not DatabaseState.CONNECTED:
+        if self._engine.state is not DatabaseState.CONNECTED:
             return
         async with self._lifecycle():
-            if self._state is DatabaseState.CONNECTED:
+            if self._engine.state is DatabaseState.CONNECTED:
                 await self._disconnect(timeout)
 
     async def _disconnect(self, timeout: float | None) -> None:
-        self._state = DatabaseState.DISCONNECTING
+        self._engine.state = DatabaseState.DISCONNECTING
         # Calls made meanwhile fail (the database is disconnecting); connections given
         # back meanwhile reach their pool, whose close() waits for them.
-        pools = self._pools.take_all()
+        pools = self._engine.pools.take_all()
         transaction, self._global_transaction = self._global_transaction, None
         connection, self._global_connection = self._global_connection, None
 
@@ -188,15 +160,15 @@ class Database:
 
         try:
             await close_pools(pools, close)
-            await self._backend.close()
+            await self._engine.backend.close()
         except BaseException:
             # Interrupted (cancelled, most likely): close what is left at once, without
             # waiting for anything, so that no connection outlives the Database.
             terminate_pools(pools)
-            self._backend.terminate()
+            self._engine.backend.terminate()
             raise
         finally:
-            self._state = DatabaseState.DISCONNECTED
+            self._engine.state = DatabaseState.DISCONNECTED
         logger.info("disconnected from %s", self.url.obscure_password)
 
     async def __aenter__(self) -> Database:
@@ -215,10 +187,10 @@ class Database:
     def pool_stats(self) -> PoolStats:
         """Size, idle, in-use and waiting counts of the calling event loop's pool (all
         zero in a loop that has not used the database yet)."""
-        self._check_connected("read pool_stats")
-        pool = self._pools.current()
+        self._engine.check_connected("read pool_stats")
+        pool = self._engine.pools.current()
         if pool is None:
-            return PoolStats(0, 0, 0, 0, self._backend.options.max_size)
+            return PoolStats(0, 0, 0, 0, self._engine.backend.options.max_size)
         return pool.stats
 
     def add_query_hook(
@@ -228,7 +200,7 @@ class Database:
         after: QueryHookFunction | None = None,
     ) -> QueryHook:
         """Call ``before`` and ``after`` (sync or async) with a QueryEvent around each statement."""
-        return self._observer.add_hook(before, after)
+        return self._engine.observer.add_hook(before, after)
 
     @contextlib.contextmanager
     def force_rollback(self) -> Iterator[None]:
@@ -246,12 +218,12 @@ class Database:
         """The current task's connection; ``async with`` it to hold one for a block."""
         if self._global_connection is not None:
             return self._global_connection
-        current = self._current.get()
+        current = self._engine.current.get()
         # A block of another event loop (a thread started in it inherits the context) is
         # not this loop's: this loop gets a connection of its own.
         if current is not None and current.is_bound and current._in_running_loop():
             return current
-        return Connection(self)
+        return Connection(self._engine)
 
     def transaction(self, *, force_rollback: bool = False, **options: Any) -> Transaction:
         """A transaction on the current task's connection.
@@ -260,14 +232,14 @@ class Database:
         "read uncommitted"), ``readonly``, on PostgreSQL ``deferrable``, and on SQLite
         ``transaction_mode`` ("auto", "deferred", "immediate", "exclusive").
         """
-        return Transaction(self.connection, self, force_rollback=force_rollback, **options)
+        return Transaction(self.connection, self._engine, force_rollback=force_rollback, **options)
 
     # -- queries -------------------------------------------------------------------
 
     def _route(self) -> Connection:
         if self._global_connection is not None:
             return self._global_connection
-        current = self._current.get()
+        current = self._engine.current.get()
         if current is not None and current.is_bound:
             return current
         return self._per_call
@@ -393,71 +365,3 @@ class Database:
     async def drop_all(self, metadata: sa.MetaData, *, checkfirst: bool = True) -> None:
         """Drop a MetaData's tables, sequences and enum types in dependency order."""
         await self.connection().drop_all(metadata, checkfirst=checkfirst)
-
-    # -- the pool, for Connection ---------------------------------------------------
-
-    def _check_connected(self, action: str) -> None:
-        if self._state is not DatabaseState.CONNECTED:
-            raise InterfaceError(
-                f"cannot {action}: the database is {self._state.value}; "
-                "call `await database.connect()` first"
-            )
-
-    async def _loop_pool(self) -> Pool:
-        """The running event loop's pool, opened on the loop's first call."""
-        self._check_connected("run a query")
-        return await self._pools.get()
-
-    async def _open_connection(self) -> BackendConnection:
-        return await self._observer.connect(self._backend.connect)
-
-    async def _acquire(self) -> tuple[Pool, BackendConnection]:
-        pool = self._pools.home
-        if pool is None or pool.loop is not asyncio.get_running_loop():
-            pool = await self._loop_pool()
-        return pool, await pool.acquire()
-
-    async def _with_pooled(self, operation: Any, argument: Any, changes_session: bool) -> Any:
-        """Run ``operation(raw, argument)`` on a connection borrowed for this call."""
-        pool = self._pools.home
-        # The one check of the event loop per call: another loop's calls (or none, when
-        # disconnected) take the slow path.
-        if pool is None or pool.loop is not asyncio.get_running_loop():
-            pool = await self._loop_pool()
-        raw = pool.acquire_nowait() or await pool.acquire()
-        try:
-            result = await operation(raw, argument)
-        except BaseException as exc:
-            await self._give_back(
-                pool, raw, broken=not isinstance(exc, DBAccessError), reset=changes_session
-            )
-            raise
-        if raw.in_transaction or raw.is_closed or changes_session:
-            await self._give_back(pool, raw, broken=False, reset=changes_session)
-        else:
-            pool.release(raw)
-        return result
-
-    async def _give_back(
-        self, pool: Pool, raw: BackendConnection, *, broken: bool, reset: bool = False
-    ) -> None:
-        """Return a driver connection to its pool clean, or close it. ``reset``: a
-        statement changed its session state, which must not reach the next user."""
-        if not pool.is_open:  # disconnected meanwhile: the pool closes what comes back
-            pool.discard(raw)
-            return
-        if broken or raw.is_closed:
-            pool.discard(raw)
-            return
-        try:
-            if raw.in_transaction:
-                # A transaction the caller opened by hand (raw "BEGIN") must not reach
-                # the next user of this connection.
-                await raw.rollback()
-            if reset and not await raw.reset_session():
-                pool.discard(raw)
-                return
-        except BaseException:
-            pool.discard(raw)
-            raise
-        pool.release(raw)

@@ -1,9 +1,11 @@
 """A connection pool, the same for every backend.
 
 It hands out idle connections in LIFO order (the warmest first), opens new ones up
-to ``max_size``, and queues waiters fairly. Giving a connection back costs no round
-trip: :class:`~dbaccess.connection.Connection` has already made sure it is clean (no
-open transaction), and a connection that is closed or broken is dropped instead.
+to ``max_size``, and queues waiters fairly. It also owns the rule for taking one back
+(:meth:`Pool.give_back`): a connection left in a transaction is rolled back, one whose
+session a statement changed is reset, and one that is closed or was interrupted
+mid-statement is closed instead of reused. A clean one comes back with no round trip
+(:meth:`Pool.release`, synchronous, so cancellation cannot interrupt it).
 
 What users configure on the drivers' own pools lives here too: an ``init`` hook run on
 each new connection, a ``setup`` hook run on each loan (both given the driver's own
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .backends.base import BackendConnection
-from .errors import InterfaceError, OperationalError
+from .errors import DBAccessError, InterfaceError, OperationalError
 from .options import Hook
 
 __all__ = ["Pool", "PoolStats"]
@@ -386,6 +388,54 @@ class Pool:
     def discard(self, conn: BackendConnection) -> None:
         """Close a connection that must not be reused and free its place."""
         conn.terminate()
+        self.release(conn)
+
+    # -- loans ----------------------------------------------------------------------
+
+    async def run(
+        self,
+        operation: Callable[[BackendConnection, Any], Awaitable[Any]],
+        argument: Any,
+        changes_session: bool,
+    ) -> Any:
+        """Run ``operation(conn, argument)`` on a connection lent for this call alone,
+        then take it back: clean (see :meth:`give_back`), or closed if the call was
+        interrupted. ``changes_session``: the statement changes its session state."""
+        conn = self.acquire_nowait() or await self.acquire()
+        try:
+            result = await operation(conn, argument)
+        except BaseException as exc:
+            # A dbaccess error came from the server, which answered: the connection is
+            # sound. Anything else (a cancellation most likely) left it mid-statement.
+            broken = not isinstance(exc, DBAccessError)
+            await self.give_back(conn, broken=broken, reset=changes_session)
+            raise
+        if conn.in_transaction or conn.is_closed or changes_session:
+            await self.give_back(conn, broken=False, reset=changes_session)
+        else:
+            self.release(conn)  # the usual case: nothing to clean, no await
+        return result
+
+    async def give_back(
+        self, conn: BackendConnection, *, broken: bool, reset: bool = False
+    ) -> None:
+        """Take back a lent connection clean, or close it: ``broken``, it is in an unknown
+        state; still in a transaction (a raw "BEGIN" by hand), it is rolled back;
+        ``reset``, a statement changed its session state (SET, temporary tables), which
+        must not reach the next user."""
+        if broken or conn.is_closed or not self.is_open:
+            # (Closing or closed: close() waits for what is lent, not for cleaning it.)
+            self.discard(conn)
+            return
+        try:
+            if conn.in_transaction:
+                await conn.rollback()
+            if reset and not await conn.reset_session():
+                self.discard(conn)
+                return
+        except BaseException:
+            self.discard(conn)
+            raise
         self.release(conn)
 
     async def close(self, timeout: float | None = None) -> None:

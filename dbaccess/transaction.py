@@ -18,7 +18,7 @@ from .errors import InterfaceError, NotSupportedError
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .database import Database
+    from .engine import Engine
 
 __all__ = ["Transaction", "TransactionState"]
 
@@ -44,7 +44,7 @@ class Transaction:
     def __init__(
         self,
         connection: Callable[[], Connection],
-        database: Database,
+        engine: Engine,
         *,
         force_rollback: bool = False,
         isolation: str | None = None,
@@ -65,10 +65,10 @@ class Transaction:
             self._mode = DEFAULT_MODE  # the usual case, at no cost
         else:
             self._mode = self._chosen_mode(
-                database, isolation, readonly, deferrable, transaction_mode
+                engine, isolation, readonly, deferrable, transaction_mode
             )
         self._connection_factory = connection
-        self._database = database
+        self._engine = engine
         self._force_rollback = force_rollback
         self._isolation = isolation
         self._connection: Connection | None = None
@@ -79,25 +79,24 @@ class Transaction:
 
     @staticmethod
     def _chosen_mode(
-        database: Database,
+        engine: Engine,
         isolation: str | None,
         readonly: bool,
         deferrable: bool | None,
         transaction_mode: str | None,
     ) -> TransactionMode:
-        backend = database._backend
+        backend, dialect = engine.backend, engine.url.dialect
         mode = TransactionMode(
-            isolation=_isolation(isolation, backend.isolation_levels, database),
+            isolation=_isolation(isolation, backend.isolation_levels, dialect),
             readonly=bool(readonly),
             deferrable=deferrable,
             transaction_mode=_transaction_mode(
-                transaction_mode, backend.transaction_modes, database
+                transaction_mode, backend.transaction_modes, dialect
             ),
         )
         if deferrable is not None and not backend.supports_deferrable:
             raise NotSupportedError(
-                f"{database.url.dialect} has no deferrable transactions; "
-                "deferrable is a PostgreSQL option"
+                f"{dialect} has no deferrable transactions; deferrable is a PostgreSQL option"
             )
         return mode
 
@@ -137,7 +136,7 @@ class Transaction:
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             async with Transaction(
                 self._connection_factory,
-                self._database,
+                self._engine,
                 force_rollback=self._force_rollback,
                 isolation=self._isolation,
                 readonly=self._mode.readonly,
@@ -155,15 +154,15 @@ class Transaction:
         if self._state is not TransactionState.NEW:
             raise InterfaceError(f"cannot start the transaction: it is {self._state.value}")
         connection = self._connection_factory()
-        await connection.__aenter__()
+        await connection._bind()
         try:
             self._savepoint = await connection._begin_transaction(self, self._mode)
         except BaseException:
-            await connection.__aexit__()
+            await connection._unbind()
             raise
         self._connection = connection
         self._state = TransactionState.ACTIVE
-        self._observed = self._database._observer.transaction_started(self._savepoint is not None)
+        self._observed = self._engine.observer.transaction_started(self._savepoint is not None)
         return self
 
     async def commit(self) -> None:
@@ -196,26 +195,24 @@ class Transaction:
             error = exc
             raise
         finally:
-            self._database._observer.transaction_ended(
+            self._engine.observer.transaction_ended(
                 observed, self._savepoint is not None, commit, error
             )
             if self._state is TransactionState.ACTIVE:
                 self._state = TransactionState.FAILED
-            await connection.__aexit__()
+            await connection._unbind()
 
     def __repr__(self) -> str:
         kind = "savepoint" if self._savepoint else "transaction"
         return f"<Transaction {kind} {self._state.value}>"
 
 
-def _transaction_mode(
-    mode: str | None, supported: frozenset[str], database: Database
-) -> str | None:
+def _transaction_mode(mode: str | None, supported: frozenset[str], dialect: str) -> str | None:
     if mode is None:
         return None
     if not supported:
         raise NotSupportedError(
-            f"{database.url.dialect} has no transaction_mode; it is a SQLite option (how "
+            f"{dialect} has no transaction_mode; it is a SQLite option (how "
             "BEGIN takes the database's write lock)"
         )
     normal = str(mode).strip().lower()
@@ -226,7 +223,7 @@ def _transaction_mode(
     return normal
 
 
-def _isolation(level: str | None, supported: frozenset[str], database: Database) -> str | None:
+def _isolation(level: str | None, supported: frozenset[str], dialect: str) -> str | None:
     if level is None:
         return None
     normal = " ".join(str(level).lower().replace("_", " ").replace("-", " ").split())
@@ -236,7 +233,5 @@ def _isolation(level: str | None, supported: frozenset[str], database: Database)
             f"{', '.join(sorted(_ALL_ISOLATION_LEVELS))}"
         )
     if normal not in supported:
-        raise NotSupportedError(
-            f"isolation level {level!r} is not supported on {database.url.dialect}"
-        )
+        raise NotSupportedError(f"isolation level {level!r} is not supported on {dialect}")
     return normal

@@ -85,7 +85,7 @@ def outcome(statement: Statement, values: dict[str, Any]) -> Any:
 
 
 def compiler(database_url: str) -> Compiler:
-    return Database(database_url)._compiler  # the backend's dialect, unconnected
+    return Database(database_url)._engine.compiler  # the backend's dialect, unconnected
 
 
 @SETTINGS

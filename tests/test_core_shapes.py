@@ -114,7 +114,7 @@ async def test_a_recognised_shape_gives_the_rows_of_each_literal(
 def test_the_shape_path_compiles_as_the_cache_key_path(
     database_url: str, case: str, build: Callable[[Any], Any], expect: Any
 ) -> None:
-    dialect = Database(database_url)._compiler.dialect  # the backend's, unconnected
+    dialect = Database(database_url)._engine.compiler.dialect  # the backend's, unconnected
     shaped_compiler, keyed_compiler = Compiler(dialect), Compiler(dialect)
     for n in (3, 7):
         query = build(n)

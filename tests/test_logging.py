@@ -96,7 +96,7 @@ async def test_nothing_is_logged_below_debug(
     database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="dbaccess")
-    assert not database._observer.watching()  # the one check every statement pays
+    assert not database._engine.observer.watching()  # the one check every statement pays
     await database.fetch_val("SELECT 1")
     async with database.transaction():
         await database.fetch_val("SELECT 1")

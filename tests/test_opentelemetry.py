@@ -238,7 +238,7 @@ async def test_uninstrument_stops_and_instrument_twice_does_nothing(
     assert len(telemetry.statements()) == 1
     instrumentor.uninstrument()
     assert not instrumentor.is_instrumented
-    assert not database._observer.watching()
+    assert not database._engine.observer.watching()
     await database.fetch_val("SELECT 2")
     assert len(telemetry.statements()) == 1
     instrumentor.uninstrument()  # twice: nothing

@@ -510,8 +510,8 @@ def test_an_option_and_its_alias_together_are_refused(url: str) -> None:
 def test_the_drivers_never_values_mean_never(url: str) -> None:
     # aiomysql's pool_recycle=-1 and asyncpg's max_inactive_connection_lifetime=0 are
     # their defaults, which some configurations spell out: no limit.
-    assert Database(url, pool_recycle=-1)._backend.options.max_lifetime is None
-    assert Database(url, pool_recycle=3600)._backend.options.max_lifetime == 3600
+    assert Database(url, pool_recycle=-1)._engine.backend.options.max_lifetime is None
+    assert Database(url, pool_recycle=3600)._engine.backend.options.max_lifetime == 3600
     never = Database(url, max_inactive_connection_lifetime=0)
-    assert never._backend.options.max_idle is None
-    assert Database(url, max_inactive_connection_lifetime=9)._backend.options.max_idle == 9
+    assert never._engine.backend.options.max_idle is None
+    assert Database(url, max_inactive_connection_lifetime=9)._engine.backend.options.max_idle == 9

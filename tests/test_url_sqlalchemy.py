@@ -68,7 +68,7 @@ def test_memory_and_file_databases_read_as_written() -> None:
 def test_schemes_map_as_strings_do(scheme: str, backend: str) -> None:
     database = "app.db" if scheme.startswith("sqlite") else "app"
     url = URL.create(scheme, database=database)
-    assert type(Database(url)._backend).__name__ == backend
+    assert type(Database(url)._engine.backend).__name__ == backend
 
 
 def test_a_driver_dbaccess_does_not_have_is_refused() -> None:

@@ -517,7 +517,12 @@ class Connection:
         if self._engine.observer.watching():  # logs, hooks, tracers: see observe.py
             operation = self._engine.observer.wrap(operation)
         if not self._refs:
-            return await self._engine.run_pooled(operation, argument, changes_session)
+            # A connection lent for this call alone. Engine.pool()'s first test, inline:
+            # one comparison finds the running loop's pool.
+            pool = self._engine.pools.home
+            if pool is None or pool.loop is not asyncio.get_running_loop():
+                pool = await self._engine.pool()
+            return await pool.run(operation, argument, changes_session)
         self._check_loop("run a statement")
         self._refs += 1  # a child task may still run a statement when the block ends
         lock = self._lock

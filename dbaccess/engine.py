@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .backends.base import Backend, BackendConnection
 from .compiler import Compiler
@@ -64,6 +63,8 @@ class Engine:
     async def pool(self) -> Pool:
         """The running event loop's pool, opened on the loop's first call."""
         pool = self.pools.home
+        # (Connection._use makes this first test inline, for every call made outside a
+        # block.) Another loop's calls, or any when disconnected, go on.
         if pool is not None and pool.loop is asyncio.get_running_loop():
             return pool
         self.check_connected("run a query")
@@ -73,20 +74,6 @@ class Engine:
         """A connection lent by the running loop's pool, and the pool to give it back to."""
         pool = await self.pool()
         return pool, await pool.acquire()
-
-    async def run_pooled(
-        self,
-        operation: Callable[[BackendConnection, Any], Awaitable[Any]],
-        argument: Any,
-        changes_session: bool,
-    ) -> Any:
-        """Run ``operation(conn, argument)`` on a connection lent for this call alone."""
-        pool = self.pools.home
-        # pool()'s first test, inline: this runs for every call made outside a block.
-        # Another loop's calls (or any, when disconnected) take pool()'s slow path.
-        if pool is None or pool.loop is not asyncio.get_running_loop():
-            pool = await self.pool()
-        return await pool.run(operation, argument, changes_session)
 
     def _new_pool(self) -> Pool:
         options = self.backend.options

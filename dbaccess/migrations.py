@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from .backends import backend_class
+from .backends.postgres_common import host_lists
 from .database import Database
 from .errors import ConfigurationError
-from .options import parse_bool
+from .options import COMMON_ALIASES
 from .url import DatabaseURL
 
 if TYPE_CHECKING:
@@ -47,36 +48,36 @@ _DRIVERS = {
     "sqlite+aiosqlite": "sqlite+aiosqlite",
 }
 
-#: Keys to the SQLAlchemy URL's query string, or a function turning (name, value)
-#: into them. Options missing here are dbaccess's own (pool sizes, timeouts of
-#: statements, which a long migration must not hit) or change nothing a migration
-#: relies on; they are dropped.
-_Mapper = Callable[[str, str], dict[str, str]]
+#: Functions turning an option's value, as the backend parsed it, into entries of the
+#: SQLAlchemy URL's query string. Options missing here are dbaccess's own (pool sizes,
+#: timeouts of statements, which a long migration must not hit) or change nothing a
+#: migration relies on; they are dropped.
+_Mapper = Callable[[Any], dict[str, str]]
 
 
-def _rename(key: str) -> _Mapper:
-    return lambda name, value: {key: value}
+def _as(key: str) -> _Mapper:
+    return lambda value: {key: f"{value:g}" if isinstance(value, float) else str(value)}
 
 
 def _whole_seconds(key: str) -> _Mapper:
-    # PyMySQL's connect_timeout is an integer; round up so a short timeout stays > 0.
-    def mapper(name: str, value: str) -> dict[str, str]:
-        if value.strip().lower() == "none":
-            return {}
-        return {key: str(math.ceil(float(value)))}
+    # PyMySQL's and libpq's connect_timeout are integers; round up so a short timeout
+    # stays > 0.
+    return lambda value: {} if value is None else {key: str(math.ceil(value))}
+
+
+def _postgres_ssl(key: str) -> _Mapper:
+    # asyncpg takes libpq's modes as ssl=, libpq as sslmode=; true/false are dbaccess's.
+    # (A URL's ssl is a mode or a bool: an SSLContext can only be a keyword.)
+    def mapper(value: bool | str) -> dict[str, str]:
+        if isinstance(value, bool):
+            return {key: "require" if value else "disable"}
+        return {key: value}
 
     return mapper
 
 
-def _postgres_ssl(name: str, value: str) -> dict[str, str]:
-    # asyncpg takes libpq's modes as strings; true/false are dbaccess's shorthands.
-    mode = value.strip().lower()
-    mode = {"true": "require", "1": "require", "false": "disable", "0": "disable"}.get(mode, mode)
-    return {"ssl": mode}
-
-
-def _mysql_ssl(name: str, value: str) -> dict[str, str]:
-    if value.strip().lower() in ("false", "0", "no", "off", "disable"):
+def _mysql_ssl(value: bool | str) -> dict[str, str]:
+    if value is False or value == "disable":
         return {}
     # SQLAlchemy's URL can only carry certificate paths for aiomysql/asyncmy, which need
     # an SSLContext; dropping the option would connect in clear text, so refuse.
@@ -87,30 +88,42 @@ def _mysql_ssl(name: str, value: str) -> dict[str, str]:
     )
 
 
-def _without_prepared_statements(name: str, value: str) -> dict[str, str]:
+def _asyncpg_statements(value: bool) -> dict[str, str]:
     # All a URL can say to SQLAlchemy's asyncpg dialect; it still names its statements
     # (docs/pgbouncer.md: run migrations on PostgreSQL itself).
-    if parse_bool(name, value):
-        return {}
-    return {"prepared_statement_cache_size": "0"}
+    return {} if value else {"prepared_statement_cache_size": "0"}
 
 
+_MYSQL: dict[str, _Mapper] = {
+    "connect_timeout": _whole_seconds("connect_timeout"),
+    "charset": _as("charset"),
+    "unix_socket": _as("unix_socket"),
+    "ssl": _mysql_ssl,
+}
+
+#: By the SQLAlchemy driver (each dialect reads its own names from the query string).
 _OPTION_MAPS: dict[str, dict[str, _Mapper]] = {
-    "postgresql": {
-        "host": _rename("host"),  # a Unix socket directory
-        "ssl": _postgres_ssl,
-        "statement_cache_size": _rename("prepared_statement_cache_size"),
-        "prepared_statements": _without_prepared_statements,
-        "target_session_attrs": _rename("target_session_attrs"),
+    "postgresql+asyncpg": {
+        "host": _as("host"),  # a Unix socket directory
+        "ssl": _postgres_ssl("ssl"),
+        "statement_cache_size": _as("prepared_statement_cache_size"),
+        "prepared_statements": _asyncpg_statements,
+        "target_session_attrs": _as("target_session_attrs"),
     },
-    "mysql": {
+    # libpq takes the query string: its own names only (psycopg's prepare_threshold is
+    # a connect argument, not one of them).
+    "postgresql+psycopg": {
+        "host": _as("host"),
+        "ssl": _postgres_ssl("sslmode"),
         "connect_timeout": _whole_seconds("connect_timeout"),
-        "charset": _rename("charset"),
-        "unix_socket": _rename("unix_socket"),
-        "ssl": _mysql_ssl,
+        "target_session_attrs": _as("target_session_attrs"),
     },
-    "sqlite": {
-        "busy_timeout": _rename("timeout"),
+    "mysql+aiomysql": _MYSQL,
+    "mariadb+aiomysql": _MYSQL,
+    "mysql+asyncmy": _MYSQL,
+    "mariadb+asyncmy": _MYSQL,
+    "sqlite+aiosqlite": {
+        "busy_timeout": _as("timeout"),
     },
 }
 
@@ -125,10 +138,8 @@ def _several_hosts(url: DatabaseURL) -> dict[str, str]:
             f"takes from version 2.0.18 on (this is {sa.__version__}); upgrade SQLAlchemy "
             "or give sqlalchemy_url() the URL of one host"
         )
-    return {
-        "host": ",".join(host for host, _ in url.hosts),
-        "port": ",".join(str(port or 5432) for _, port in url.hosts),
-    }
+    hosts, ports = host_lists(url) or ([], [])
+    return {"host": ",".join(hosts), "port": ",".join(map(str, ports))}
 
 
 def sqlalchemy_url(url: str | DatabaseURL) -> sa.engine.URL:
@@ -152,19 +163,19 @@ def sqlalchemy_url(url: str | DatabaseURL) -> sa.engine.URL:
             f"supported schemes are: {', '.join(sorted(_DRIVERS))}"
         ) from None
     # The backend parses the options exactly as Database(url) would: a typo fails here
-    # too, with the same message, instead of vanishing in the conversion.
-    backend_class(parsed)(parsed, {})
-    family = drivername.split("+")[0].replace("mariadb", "mysql")
+    # too, with the same message, instead of vanishing in the conversion. What it parsed
+    # (aliases such as sslmode= resolved) is what is converted.
+    backend = backend_class(parsed)(parsed, {})
+    options = backend.options
+    aliases = {**COMMON_ALIASES, **backend.url_aliases}
+    mappers = _OPTION_MAPS[drivername]
     query: dict[str, str] = {}
-    mappers = _OPTION_MAPS[family]
-    for name, value in parsed.options.items():
-        mapper = mappers.get(name)
+    for name in parsed.options:
+        option = aliases[name][0] if name in aliases else name
+        mapper = mappers.get(option)
         if mapper is not None:
-            query.update(mapper(name, value))
-    if drivername == "postgresql+psycopg":
-        # asyncpg's argument: SQLAlchemy's psycopg dialect hands the query string to
-        # libpq, which refuses it (psycopg takes prepare_threshold in connect_args).
-        query.pop("prepared_statement_cache_size", None)
+            query.update(mapper(options.backend.get(option, getattr(options, option, None))))
+    family = drivername.split("+")[0]
     database: str | None = parsed.database or None
     if family == "sqlite" and database in (None, ":memory:"):
         database = ":memory:"

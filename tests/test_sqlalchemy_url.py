@@ -80,7 +80,30 @@ def test_ssl_on_mysql_is_refused_rather_than_dropped() -> None:
     assert dict(sqlalchemy_url("mysql://r@h/app?ssl=false").query) == {}
 
 
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        # libpq (psycopg) calls it sslmode, and refuses ssl=.
+        ("postgresql+psycopg://u@h/app?ssl=true", {"sslmode": "require"}),
+        ("postgresql+psycopg://u@h/app?ssl=verify-full", {"sslmode": "verify-full"}),
+        ("postgresql+psycopg://u@h/app?connect_timeout=2.5", {"connect_timeout": "3"}),
+        # An alias is the option it names: certificate checking is not lost.
+        ("postgresql://u@h/app?sslmode=verify-full", {"ssl": "verify-full"}),
+        ("postgresql://u@h/app?ssl=1", {"ssl": "require"}),
+        ("sqlite:///app.db?timeout=2.5", {"timeout": "2.5"}),
+    ],
+)
+def test_ssl_and_aliases_reach_the_driver_under_its_own_name(
+    given: str, expected: dict[str, str]
+) -> None:
+    assert dict(sqlalchemy_url(given).query) == expected
+
+
 async def test_sqlalchemy_connects_with_the_converted_url(database_url: str) -> None:
+    if database_url.startswith("postgres"):
+        # The driver must accept the converted ssl option, not just SQLAlchemy: libpq
+        # refuses an unknown name such as ssl= (the local server has no certificate).
+        database_url = str(DatabaseURL(database_url).replace(options={"ssl": "false"}))
     engine = create_async_engine(sqlalchemy_url(database_url), poolclass=sa.NullPool)
     try:
         async with engine.connect() as connection:

@@ -129,6 +129,8 @@ class Backend(Protocol):
 
     #: URL options this backend understands beyond the common ones.
     url_options: ClassVar[dict[str, Parser]]
+    #: Other names (libpq's, the driver's) for options: name -> (option, parser).
+    url_aliases: ClassVar[dict[str, tuple[str, Parser]]] = {}
     #: Isolation levels the backend accepts (lower case, words separated by spaces).
     isolation_levels: ClassVar[frozenset[str]]
     #: Whether ``deferrable`` is meaningful.

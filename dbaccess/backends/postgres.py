@@ -528,6 +528,7 @@ async def _connect_to_target(kwargs: dict[str, Any], attrs: str) -> Any:
 
 class PostgresBackend(Backend):
     url_options: ClassVar[dict[str, Parser]] = URL_OPTIONS
+    url_aliases: ClassVar[dict[str, tuple[str, Parser]]] = _ALIASES
     isolation_levels: ClassVar[frozenset[str]] = ISOLATION_LEVELS
     supports_deferrable: ClassVar[bool] = True
 
@@ -554,7 +555,7 @@ class PostgresBackend(Backend):
             driver_keywords=keyword_parameters(asyncpg.connect),
             managed=frozenset({"dsn", "host", "port", "user", "password", "database"}),
             backend_name="PostgreSQL",
-            backend_aliases=_ALIASES,
+            backend_aliases=self.url_aliases,
         )
         self._unprepared = without_prepared_statements(self._options)
         self._url = url

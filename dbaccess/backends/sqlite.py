@@ -617,6 +617,7 @@ class SQLiteConnection(BackendConnection):
 
 
 class SQLiteBackend(Backend):
+    url_aliases: ClassVar[dict[str, tuple[str, Parser]]] = _ALIASES
     url_options: ClassVar[dict[str, Parser]] = {
         "busy_timeout": parse_seconds,
         "foreign_keys": parse_bool,
@@ -646,7 +647,7 @@ class SQLiteBackend(Backend):
             driver_keywords=_SQLITE_KEYWORDS,
             managed=frozenset({"database", "isolation_level"}),
             backend_name="SQLite",
-            backend_aliases=_ALIASES,
+            backend_aliases=self.url_aliases,
         )
         if options.ssl is not None:
             raise ConfigurationError("option 'ssl' is not supported on SQLite")

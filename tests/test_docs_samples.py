@@ -9,13 +9,18 @@ test runs. A sample preceded by ``<!-- sample: skip REASON -->`` is not run, and
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+
+from dbaccess import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -145,3 +150,90 @@ def test_the_quickstart_example_runs() -> None:
     )
     assert "rolled back: IntegrityError" in result.stdout
     assert "notes after the rollback: 3" in result.stdout
+
+
+# README's first samples use a PostgreSQL URL and top-level await: they run here on each
+# configured backend, in turn, in one namespace, as a reader would paste them.
+README_URL = '"postgresql://user:secret@localhost/app"'
+
+
+def _readme_sample(containing: str) -> Sample:
+    return next(s for s in SAMPLES if s.document.name == "README.md" and containing in s.code)
+
+
+async def _run(code: str, namespace: dict[str, object]) -> None:
+    compiled = compile(code, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    result = eval(compiled, namespace)  # a coroutine when the code awaits
+    if result is not None:
+        await result
+
+
+def _with_url(code: str, url: str) -> str:
+    assert README_URL in code, "the README sample's URL changed: update this test"
+    return code.replace(README_URL, repr(url))
+
+
+async def test_the_readme_samples_run_on_every_backend(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quickstart = _readme_sample(README_URL).code
+    transactions = _readme_sample("async def add_note(text):").code
+    # Ends connected (the transactions sample goes on from it), with the table made
+    # first and dropped last: the sample assumes an application's existing table.
+    body, disconnect = quickstart.rsplit("await database.disconnect()\n", 1)
+    assert not disconnect.strip()
+    body = body.replace(
+        "await database.connect()\n",
+        "await database.connect()\nawait database.create_all(notes.metadata)\n",
+    )
+    namespace: dict[str, object] = {}
+    try:
+        await _run(_with_url(body, database_url), namespace)
+        assert namespace["note_id"] == 1 and namespace["count"] == 1
+        assert [tuple(row.values()) for row in namespace["rows"]] == [(1, "buy milk", False)]  # type: ignore[attr-defined]
+        assert capsys.readouterr().out == "1 buy milk\n"
+        await _run(transactions, namespace)
+        database = namespace["database"]
+        assert isinstance(database, Database)
+        rows = await database.fetch_all("SELECT text, done FROM notes ORDER BY id")
+        assert [tuple(row.values()) for row in rows] == [
+            ("buy milk", True),
+            ("call mum", True),
+            ("water the plants", False),
+        ]
+    finally:
+        database = namespace.get("database")
+        if isinstance(database, Database) and database.is_connected:
+            await database.drop_all(namespace["notes"].metadata)  # type: ignore[attr-defined]
+            await database.disconnect()
+
+
+async def test_the_readme_asgi_sample_serves_on_every_backend(
+    database_url: str, tmp_path: Path
+) -> None:
+    if database_url.startswith("sqlite"):
+        # The app's own Database must see the table made beforehand: a file, not memory.
+        database_url = f"sqlite:///{tmp_path / 'app.db'}"
+    quickstart = _readme_sample(README_URL).code
+    definitions = quickstart.split("await database.connect()")[0]
+    namespace: dict[str, object] = {}
+    await _run(_with_url(definitions, database_url), namespace)
+    await _run(_readme_sample("app = FastAPI(lifespan=lifespan)").code, namespace)
+    notes = namespace["notes"]
+    async with Database(database_url) as setup:
+        await setup.create_all(notes.metadata)  # type: ignore[attr-defined]
+        try:
+            await setup.execute(
+                "INSERT INTO notes (text, done) VALUES ('buy milk', :done)", {"done": False}
+            )
+            app = namespace["app"]
+            async with LifespanManager(app) as manager:  # type: ignore[arg-type]
+                transport = httpx.ASGITransport(app=manager.app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                    response = await client.get("/notes")
+            assert response.status_code == 200
+            assert response.json() == [{"id": 1, "text": "buy milk", "done": False}]
+            database = namespace["database"]
+            assert isinstance(database, Database) and not database.is_connected
+        finally:
+            await setup.drop_all(notes.metadata)  # type: ignore[attr-defined]

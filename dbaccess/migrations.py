@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from .backends import backend_class
-from .backends.postgres_common import host_lists
+from .backends.postgresql import host_lists
 from .database import Database
 from .errors import ConfigurationError
 from .options import COMMON_ALIASES

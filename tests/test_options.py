@@ -198,11 +198,11 @@ def test_managed_keywords_are_refused(url: str, keyword: str) -> None:
 @pytest.mark.parametrize(
     ("url", "driver", "module", "extra"),
     [
-        ("postgresql://h/d", "asyncpg", "dbaccess.backends.postgres", "postgresql"),
+        ("postgresql://h/d", "asyncpg", "dbaccess.backends.asyncpg", "postgresql"),
         ("postgresql+psycopg://h/d", "psycopg", "dbaccess.backends.psycopg", "psycopg"),
-        ("mysql://h/d", "aiomysql", "dbaccess.backends.mysql", "mysql"),
+        ("mysql://h/d", "aiomysql", "dbaccess.backends.aiomysql", "mysql"),
         ("mysql+asyncmy://h/d", "asyncmy", "dbaccess.backends.asyncmy", "asyncmy"),
-        ("sqlite:///:memory:", "aiosqlite", "dbaccess.backends.sqlite", "sqlite"),
+        ("sqlite:///:memory:", "aiosqlite", "dbaccess.backends.aiosqlite", "sqlite"),
     ],
 )
 def test_missing_driver_names_the_pip_extra(

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from dbaccess import Database, ProgrammingError
-from dbaccess.backends import postgres
+from dbaccess.backends import asyncpg as asyncpg_backend
 
 measures = sa.Table(
     "dbaccess_measures",
@@ -54,7 +54,7 @@ async def pg(
     if not database_url.startswith("postgres"):
         pytest.skip("asyncpg's cursors: PostgreSQL only")
     if request.param == "before asyncpg 0.32":
-        monkeypatch.setattr(postgres, "_CURSOR_IN_ANY_TRANSACTION", False)
+        monkeypatch.setattr(asyncpg_backend, "_CURSOR_IN_ANY_TRANSACTION", False)
     return Database(database_url, min_size=1, max_size=2)
 
 

@@ -10,11 +10,11 @@ from .base import Backend
 
 __all__ = ["SUPPORTED_BACKENDS", "backend_class"]
 
-_POSTGRES = ("dbaccess.backends.postgres:PostgresBackend", "postgresql", ("asyncpg",))
+_POSTGRES = ("dbaccess.backends.asyncpg:PostgresBackend", "postgresql", ("asyncpg",))
 _PSYCOPG = ("dbaccess.backends.psycopg:PsycopgBackend", "psycopg", ("psycopg",))
-_AIOMYSQL = ("dbaccess.backends.mysql:MySQLBackend", "mysql", ("aiomysql", "pymysql"))
+_AIOMYSQL = ("dbaccess.backends.aiomysql:MySQLBackend", "mysql", ("aiomysql", "pymysql"))
 _ASYNCMY = ("dbaccess.backends.asyncmy:AsyncmyBackend", "asyncmy", ("asyncmy",))
-_SQLITE = ("dbaccess.backends.sqlite:SQLiteBackend", "sqlite", ("aiosqlite",))
+_SQLITE = ("dbaccess.backends.aiosqlite:SQLiteBackend", "sqlite", ("aiosqlite",))
 
 #: URL scheme -> (backend import string, pip extra, driver packages).
 SUPPORTED_BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {

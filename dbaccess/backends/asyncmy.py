@@ -11,7 +11,7 @@ import asyncmy.errors
 from asyncmy.constants import CLIENT
 from sqlalchemy.dialects.mysql.asyncmy import MySQLDialect_asyncmy
 
-from .mysql_common import MySQLBackendBase, MySQLDriver
+from .mysql import MySQLBackendBase, MySQLDriver
 
 __all__ = ["AsyncmyBackend"]
 

@@ -37,7 +37,7 @@ from ..options import (
 )
 from ..url import DatabaseURL
 from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
-from .postgres_common import (
+from .postgresql import (
     ABORTED_COMMIT,
     ISOLATION_LEVELS,
     RESET_SESSION,

@@ -7,12 +7,14 @@ server (or PgBouncer) has answered it. PgBouncer 1.18 and 1.19 (Debian 12's is 1
 then exit with ``FATAL ... disconnect_client(): bad client state`` (pgbouncer PR #846,
 fixed in 1.20), taking every client of every pool with them; and a request cut off
 before it was sent leaves the statement running. So dbaccess lets those requests end
-by themselves, within :data:`~dbaccess.timeouts.CANCEL_TIMEOUT`, before it terminates.
+by themselves, within :data:`~dbaccess.timeouts.CANCEL_TIMEOUT`, after it terminates
+the connection. (One still in flight when its event loop closes is cut off all the same.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -38,14 +40,20 @@ def let_cancel_requests_finish(conn: asyncpg.Connection) -> None:
     except RuntimeError:
         return  # terminated from outside its loop (a closed one): nothing can run them
     for task in list(in_flight):
-        if task.done() or task.get_loop() is not loop:
-            continue
+        if task.done() or task.get_loop() is not loop or not _started(task):
+            continue  # one not started has no socket to cut: cancelled as before
         in_flight.discard(task)
         _finishing.add(task)
         task.add_done_callback(_finishing.discard)
         # A server that never answers (frozen) must not keep the request forever.
         deadline = loop.call_later(CANCEL_TIMEOUT, task.cancel)
         task.add_done_callback(_ended(deadline))
+
+
+def _started(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` has begun (it needs ``conn``, which terminate() takes away)."""
+    coro = task.get_coro()
+    return not inspect.iscoroutine(coro) or inspect.getcoroutinestate(coro) != "CORO_CREATED"
 
 
 def _ended(deadline: asyncio.TimerHandle) -> Callable[[asyncio.Task[Any]], None]:

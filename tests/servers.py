@@ -182,9 +182,20 @@ class PrivateServer:
         if not self.running:
             self.start()
 
-    def log(self) -> str:
-        path = self.directory / "server.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
+    @property
+    def log_file(self) -> Path:
+        """Where the server writes its log (removed with its directory)."""
+        return self.directory / "server.log"
+
+    def log(self, last: int = 2000) -> str:
+        """The last ``last`` characters of the server's log."""
+        path = self.log_file
+        return path.read_text(errors="replace")[-last:] if path.exists() else "(no log)"
+
+    def exit_status(self) -> int | None:
+        """The exit status of the process we started (negative: the signal that ended
+        it), or None while it runs (or when it was never started)."""
+        return None if self._process is None else self._process.poll()
 
     def pids(self) -> list[int]:
         """This server's processes: its main process first, then its children."""
@@ -452,7 +463,6 @@ class PrivatePgBouncer(PrivateServer):
             "pool_mode = transaction\n"
             f"default_pool_size = {self.pool_size}\n"
             "max_client_conn = 500\n"
-            f"logfile = {self.directory / 'server.log'}\n"
             f"pidfile = {self.directory / 'pgbouncer.pid'}\n"
             "admin_users = postgres\n"
             # Sent by the drivers; PgBouncer refuses unknown startup parameters.
@@ -464,14 +474,19 @@ class PrivatePgBouncer(PrivateServer):
 
     def _start(self) -> None:
         # In the foreground, as our child: its pid is the process's, and it dies with it.
-        self._process = subprocess.Popen(
-            _as_user(
-                self.user, [shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", str(self._config)]
-            ),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        # It logs to stderr there (no logfile setting), into the log file: one file that
+        # also holds what is said before its logging starts (runuser's "failed to
+        # execute", a configuration PgBouncer refuses), else the death is silent.
+        with self.log_file.open("ab") as log:
+            self._process = subprocess.Popen(
+                _as_user(
+                    self.user,
+                    [shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", str(self._config)],
+                ),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
 
     def _ready(self) -> bool:
         return _accepts(self.port)

@@ -8,6 +8,7 @@ concurrently; without it, the error names the option instead of leaving the user
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -167,6 +168,44 @@ async def test_a_timeout_cancels_the_statement_on_the_server(bounced: str) -> No
                 await asyncio.sleep(0.1)
             assert running == 0, "the statement still runs on the server"
         assert await db.fetch_val("SELECT 5") == 5
+
+
+async def test_cancelled_statements_leave_pgbouncer_running(
+    bounced: str, private_pgbouncer: PrivatePgBouncer
+) -> None:
+    # A timeout or a cancelled task sends a cancel request, and the connection is
+    # closed: had that cut the request's own socket off before PgBouncer forwarded it
+    # (asyncpg's terminate() does), PgBouncer 1.18 exits ("bad client state", its
+    # PR #846) and takes every client with it. Before the fix it died within three
+    # rounds like these; statements that end near their timeout race the requests.
+    async with Database(bounced, min_size=0, max_size=8) as db:
+
+        async def timed_out(n: int) -> None:
+            timeout = 0.05 + 0.05 * (n % 4)
+            sleep = (0.9 + 0.1 * (n % 3)) * timeout if n % 2 else 30
+            with contextlib.suppress(OperationalError):
+                await db.fetch_val(
+                    "SELECT count(*) FROM pg_sleep(:s)", {"s": sleep}, timeout=timeout
+                )
+
+        async def cancelled() -> None:
+            task = asyncio.create_task(db.fetch_val("SELECT pg_sleep(30)"))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OperationalError):
+                await task
+
+        for _ in range(5):
+            await asyncio.gather(*(timed_out(n) for n in range(8)), cancelled())
+            assert private_pgbouncer.exit_status() is None, private_pgbouncer.log()
+        assert await db.fetch_val("SELECT 6") == 6
+        assert await released(db)
+        # The last requests finish before the test's loop closes (which would cut them
+        # off, as terminate() did: the next test would find PgBouncer dead).
+        for _ in range(500):
+            if len(asyncio.all_tasks()) == 1:
+                break
+            await asyncio.sleep(0.01)
 
 
 async def test_without_the_option_the_error_names_it(

@@ -36,6 +36,7 @@ from ..options import (
     parse_options,
 )
 from ..url import DatabaseURL
+from .asyncpg_cancel import let_cancel_requests_finish
 from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
 from .postgresql import (
     ABORTED_COMMIT,
@@ -198,7 +199,7 @@ class PostgresConnection(BackendConnection):
             # (pg_terminate_backend, shutdown) arrives while the connection is idle and
             # a statement is sent before the socket's close is read: the connection can
             # never be used again, so close it now and the pool will drop it.
-            self._conn.terminate()
+            self.terminate()
             return translate(exc, OperationalError, _LOST)
         return _translate(exc)
 
@@ -430,6 +431,8 @@ class PostgresConnection(BackendConnection):
             raise self._failed(exc) from exc
 
     def terminate(self) -> None:
+        # Not asyncpg's cancel requests in flight: cut off, they crash PgBouncer 1.18.
+        let_cancel_requests_finish(self._conn)
         self._conn.terminate()
 
 

@@ -114,6 +114,11 @@ def split_options(
                 "replicas are given twice, in the URL (replicas=) and as the replicas= "
                 "keyword; give them in one place"
             )
+        if url.dialect == "sqlite":
+            raise ConfigurationError(
+                "option replicas= in a SQLite URL: SQLite replicas are files, give them as "
+                "Database(url, replicas=[url, ...])"
+            )
         parsed = _host_list(hosts) if "," in hosts else None
         pairs = parsed or ([_one_host(hosts)] if hosts.strip() else [])
         if not pairs:

@@ -326,6 +326,8 @@ class Replicas:
         self._checks: set[asyncio.Task[None]] = set()
         self._max_lag = config.max_lag
         self._window = config.sticky_seconds
+        self._healthy: tuple[_Node, ...] = ()
+        self._due = math.inf
 
     def describe(self) -> str:
         return repr([node.database.url.obscure_password for node in self._nodes])
@@ -354,15 +356,20 @@ class Replicas:
 
     async def disconnect(self, timeout: float | None) -> None:
         checks, self._checks = self._checks, set()
+        loop = asyncio.get_running_loop()
+        ours = []
         for task in checks:
-            task.get_loop().call_soon_threadsafe(task.cancel)
+            if task.get_loop() is loop:
+                task.cancel()
+                ours.append(task)
+            else:  # another loop's check: cancelled in its loop, if that still runs
+                with contextlib.suppress(RuntimeError):
+                    task.get_loop().call_soon_threadsafe(task.cancel)
+        await asyncio.gather(*ours, return_exceptions=True)
         for node in self._nodes:
-            node.healthy, node.reason, node.checking, node.next_check = (
-                False,
-                "disconnected",
-                False,
-                0.0,
-            )
+            node.healthy, node.reason, node.checking = False, "disconnected", False
+            node.next_check = 0.0
+        self._refresh()
         await asyncio.gather(
             *(node.database.disconnect(timeout) for node in self._nodes), return_exceptions=True
         )
@@ -378,7 +385,7 @@ class Replicas:
             lag = await measure_lag(node.database) if self._max_lag is not None else None
             if lag is None:
                 await node.database.fetch_val("SELECT 1")
-        except DBAccessError as exc:
+        except (DBAccessError, OSError) as exc:
             self._take_out(node, f"{type(exc).__name__}: {exc}")
         else:
             node.lag = lag
@@ -393,6 +400,7 @@ class Replicas:
                 node.next_check = time.monotonic() + self.config.check_interval
         finally:
             node.checking = False
+            self._refresh()
 
     def _take_out(self, node: _Node, reason: str) -> None:
         if node.healthy or node.reason != reason:
@@ -404,6 +412,21 @@ class Replicas:
             )
         node.healthy, node.reason = False, reason
         node.next_check = time.monotonic() + self.config.check_interval
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Recompute what the per-call path reads: the healthy nodes, and when the next
+        check is due (so that a call with nothing due looks at no node)."""
+        self._healthy = tuple(node for node in self._nodes if node.healthy)
+        lags = self._max_lag is not None
+        self._due = min(
+            (
+                node.next_check
+                for node in self._nodes
+                if not node.checking and (lags or not node.healthy)
+            ),
+            default=math.inf,
+        )
 
     def _check_later(self, node: _Node) -> None:
         """Run a check in the background (one per node at a time)."""
@@ -412,24 +435,19 @@ class Replicas:
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
 
-    def _pick(self) -> _Node | None:
+    def _pick(self, now: float) -> _Node | None:
         """The next healthy replica in turn (round robin), starting the checks due."""
-        nodes = self._nodes
-        count = len(nodes)
-        now = time.monotonic()
-        chosen = None
-        for step in range(count):
-            node = nodes[(self._turn + step) % count]
-            if (
-                now >= node.next_check
-                and not node.checking
-                and (not node.healthy or self._max_lag is not None)
-            ):
-                self._check_later(node)
-            if node.healthy and chosen is None:
-                chosen = node
-                self._turn = (self._turn + step + 1) % count
-        return chosen
+        if now >= self._due:
+            lags = self._max_lag is not None
+            for node in self._nodes:
+                if now >= node.next_check and not node.checking and (lags or not node.healthy):
+                    self._check_later(node)
+            self._refresh()
+        healthy = self._healthy
+        if not healthy:
+            return None
+        self._turn = turn = self._turn + 1
+        return healthy[turn % len(healthy)]
 
     def _falls_back(self, node: _Node, exc: DBAccessError) -> bool:
         """Whether a read that failed on a replica runs again on the primary, taking
@@ -440,6 +458,7 @@ class Replicas:
             return False  # the statement's own error, or the caller's time is spent
         self._take_out(node, f"{type(exc).__name__}: {exc}")
         node.next_check = 0.0  # a probe at the next read: the server may be fine
+        self._refresh()
         return True
 
     # -- routing -----------------------------------------------------------------------
@@ -457,14 +476,15 @@ class Replicas:
         if connection is not primary._per_call:
             return connection, None, False  # a block, a transaction, force_rollback
         forced = self._forced.get()
+        now = time.monotonic()
         if forced is None:
             if not is_read(query):
                 return connection, None, True
-            if self._window and time.monotonic() < self._sticky.get():
+            if now < self._sticky.get():
                 return connection, None, False
         elif forced == "primary":
             return connection, None, False
-        return connection, self._pick(), False
+        return connection, self._pick(now), False
 
     async def read(self, query: Query, call: Callable[[Connection], Awaitable[T]]) -> T:
         """Run a fetch_*() call where it belongs (see the module's docstring)."""

@@ -345,6 +345,13 @@ def of(scheme: str, server: PrivatePostgreSQL) -> str:
 STANDBY = "SELECT pg_is_in_recovery()"
 
 
+@pytest.fixture
+async def standby(scheme: str, streaming_pair: Pair) -> AsyncIterator[Database]:
+    """The streaming replica itself, without routing."""
+    async with Database(of(scheme, streaming_pair[1])) as db:
+        yield db
+
+
 async def test_reads_land_on_the_standby_and_a_writer_reads_its_writes(
     scheme: str, streaming_pair: Pair
 ) -> None:
@@ -377,14 +384,11 @@ async def test_reads_land_on_the_standby_and_a_writer_reads_its_writes(
 
 
 async def test_a_function_that_writes_in_a_select_falls_back_to_the_primary(
-    scheme: str, streaming_pair: Pair
+    scheme: str, streaming_pair: Pair, standby: Database
 ) -> None:
     """The standby refuses it (read-only): it runs on the primary, without an error."""
     primary, replica = streaming_pair
-    async with (
-        Database(of(scheme, primary), replicas=[of(scheme, replica)]) as db,
-        Database(of(scheme, replica)) as standby,
-    ):
+    async with Database(of(scheme, primary), replicas=[of(scheme, replica)]) as db:
         await db.execute("CREATE SEQUENCE IF NOT EXISTS replica_sequence")
         replayed = "SELECT to_regclass('replica_sequence') IS NOT NULL"
         seen: list[bool] = []
@@ -400,19 +404,16 @@ async def test_a_function_that_writes_in_a_select_falls_back_to_the_primary(
 
 
 async def test_a_lagging_replica_leaves_rotation_until_it_catches_up(
-    scheme: str, streaming_pair: Pair
+    scheme: str, streaming_pair: Pair, standby: Database
 ) -> None:
     primary, replica = streaming_pair
-    async with (
-        Database(of(scheme, replica)) as standby,
-        Database(
-            of(scheme, primary),
-            replicas=[of(scheme, replica)],
-            max_replica_lag=0.5,
-            replica_check_interval=0.1,
-            replica_sticky_seconds=0,
-        ) as db,
-    ):
+    async with Database(
+        of(scheme, primary),
+        replicas=[of(scheme, replica)],
+        max_replica_lag=0.5,
+        replica_check_interval=0.1,
+        replica_sticky_seconds=0,
+    ) as db:
         assert db.replicas[0].healthy and db.replicas[0].lag == 0
         await standby.execute("SELECT pg_wal_replay_pause()")
         try:

@@ -255,6 +255,9 @@ class _NodeObserver(Observer):
             log_parameters=primary._log_parameters,
             slow_statement_threshold=primary._slow,
         )
+        url = node.url
+        where = url.database if url.dialect == "sqlite" else f"{url.hostname}:{url.port or ''}"
+        self.node = f" (replica {where.rstrip(':')})"
 
     @property
     def _hooks(self) -> Any:

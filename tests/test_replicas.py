@@ -18,8 +18,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from dbaccess import ConfigurationError, Database, DatabaseURL, InterfaceError
+from dbaccess.opentelemetry import DBAccessInstrumentor
 from dbaccess.replicas import is_read
 
 from .servers import PrivateMariaDB, PrivatePostgreSQL, PrivateReplica
@@ -146,6 +151,10 @@ async def test_transactions_connection_blocks_and_force_rollback_use_the_primary
     assert await asyncio.create_task(ran_on(db, in_connection_block)) == {"primary"}
     with db.route("replica"):  # a block's connection wins over a forced target
         assert await asyncio.create_task(ran_on(db, in_transaction)) == {"primary"}
+    schema = sa.MetaData()
+    sa.Table("replica_schema", schema, sa.Column("id", sa.Integer, primary_key=True))
+    assert await asyncio.create_task(ran_on(db, lambda: db.create_all(schema))) == {"primary"}
+    assert await asyncio.create_task(ran_on(db, lambda: db.drop_all(schema))) == {"primary"}
 
     async with Database(primary_url, replicas=[primary_url], force_rollback=True) as rolled:
         # Its one connection, held since connect(), runs everything: no node lends one.
@@ -381,6 +390,34 @@ async def test_reads_land_on_the_standby_and_a_writer_reads_its_writes(
         with db.route("primary"):
             assert await db.fetch_val(STANDBY) is False
         await db.execute("DROP TABLE replica_notes")
+
+
+async def test_spans_and_logs_name_the_standby(
+    scheme: str, streaming_pair: Pair, caplog: pytest.LogCaptureFixture
+) -> None:
+    primary, replica = streaming_pair
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = DBAccessInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, meter_provider=MeterProvider())
+    caplog.set_level(logging.DEBUG, logger="dbaccess")
+    try:
+        async with Database(of(scheme, primary), replicas=[of(scheme, replica)]) as db:
+            caplog.clear()
+            assert await asyncio.create_task(db.fetch_val(STANDBY)) is True
+            await db.execute("SELECT 1")
+    finally:
+        instrumentor.uninstrument()
+    ports = [
+        (span.attributes or {}).get("server.port")
+        for span in exporter.get_finished_spans()
+        if "db.query.text" in (span.attributes or {})
+    ]
+    assert ports[-2:] == [replica.port, primary.port]
+    statements = [r.getMessage() for r in caplog.records if r.getMessage().startswith("statement")]
+    assert statements[0].startswith(f"statement on postgresql (replica 127.0.0.1:{replica.port})")
+    assert statements[1].startswith("statement on postgresql took")
 
 
 async def test_a_function_that_writes_in_a_select_falls_back_to_the_primary(

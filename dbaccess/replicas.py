@@ -317,7 +317,10 @@ class Replicas:
         self.config = config
         self._nodes: list[_Node] = []
         for number, url in enumerate(config.urls, 1):
-            database = Database(url, **primary.options)
+            try:
+                database = Database(url, **primary.options)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"replica {url.obscure_password!r}: {exc}") from exc
             database._observer = _NodeObserver(database, primary._observer)
             self._nodes.append(_Node(f"replica{number}", database))
         self._turn = 0

@@ -494,6 +494,10 @@ def test_bad_replica_configuration_is_refused_clearly(
     with pytest.raises(ConfigurationError, match="of another kind than the primary") as caught:
         Database(database_url, replicas=[other])
     assert secret_password not in str(caught.value)
+    replica = "sqlite:////tmp/replica.db" if url.dialect == "sqlite" else database_url
+    bad_option = f"{replica}{'&' if '?' in replica else '?'}no_such_option=1"
+    with pytest.raises(ConfigurationError, match=r"^replica .*unknown URL option 'no_such_opt"):
+        Database(database_url, replicas=[bad_option])
     with pytest.raises(ConfigurationError, match="a list of database URLs, not str"):
         Database(database_url, replicas=database_url)
     with pytest.raises(ConfigurationError, match="replica_sticky_seconds"):

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from dbaccess import ConfigurationError, Database, DatabaseURL, InterfaceError
+from dbaccess import ConfigurationError, Database, DatabaseURL, InterfaceError, sqlalchemy_url
 from dbaccess.opentelemetry import DBAccessInstrumentor
 from dbaccess.replicas import is_read
 
@@ -516,6 +516,16 @@ def test_bad_replica_configuration_is_refused_clearly(
     else:
         with pytest.raises(ConfigurationError, match="SQLite"):
             Database(f"{database_url}?replicas=127.0.0.1")
+
+
+def test_migrations_take_the_primary_of_a_url_with_replicas(database_url: str) -> None:
+    url = DatabaseURL(database_url)
+    if url.dialect == "sqlite":
+        pytest.skip("SQLite URLs take no replicas= option (replicas are files: a keyword)")
+    with_replicas = f"{database_url}?replicas=127.0.0.1:1&max_replica_lag=5"
+    assert sqlalchemy_url(with_replicas) == sqlalchemy_url(database_url)
+    with pytest.raises(ConfigurationError, match="max_replica_lag"):
+        sqlalchemy_url(f"{database_url}?replicas=127.0.0.1:1&max_replica_lag=soon")
 
 
 def test_replica_passwords_stay_hidden(database_url: str, secret_password: str) -> None:

@@ -125,7 +125,10 @@ def split_options(
             raise ConfigurationError(
                 "option replicas= in the URL is empty; give replicas=host[:port],host[:port]"
             )
-        urls = [url.replace(hosts=[pair]) for pair in pairs]
+        # target_session_attrs picks the primary among the primary URL's hosts: a standby
+        # would refuse read-write, so its replicas go without it.
+        shared = {k: v for k, v in url.options.items() if k != "target_session_attrs"}
+        urls = [url.replace(hosts=[pair], options=shared) for pair in pairs]
     elif replicas is not None:
         if isinstance(replicas, (str, bytes, DatabaseURL, SQLAlchemyURL)) or not isinstance(
             replicas, Sequence

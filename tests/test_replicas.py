@@ -472,10 +472,16 @@ async def test_a_lagging_replica_leaves_rotation_until_it_catches_up(
 
 async def test_replicas_in_the_url(scheme: str, streaming_pair: Pair) -> None:
     primary, replica = streaming_pair
-    url = f"{of(scheme, primary)}?replicas=127.0.0.1:{replica.port}&replica_sticky_seconds=0"
+    url = (
+        f"{of(scheme, primary)}?replicas=127.0.0.1:{replica.port}&replica_sticky_seconds=0"
+        "&target_session_attrs=read-write&connect_timeout=7"
+    )
     async with Database(url) as db:
         assert "replicas" not in db.url.options
         assert db.replicas[0].url.port == replica.port
+        # The replicas share the URL's options, but for the choice of the primary's host.
+        assert db.replicas[0].url.options == {"connect_timeout": "7"}
+        assert db.replicas[0].healthy
         assert await db.fetch_val(STANDBY) is True
 
 

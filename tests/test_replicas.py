@@ -33,6 +33,9 @@ Pair = tuple[PrivatePostgreSQL, PrivateReplica]
 
 #: The tests' bound on any wait, so that a hang fails the test instead of stalling it.
 HANG = 30.0
+#: The read-your-writes window of the tests that wait for its end: long enough that a
+#: loaded machine does not end it between a write and the read after it.
+WINDOW = 1.0
 
 notes = sa.table("replica_notes", sa.column("id", sa.Integer), sa.column("text", sa.String))
 
@@ -165,7 +168,7 @@ async def test_transactions_connection_blocks_and_force_rollback_use_the_primary
 async def test_a_task_reads_its_writes_then_the_replica_after_the_window(
     primary_url: str,
 ) -> None:
-    async with Database(primary_url, replicas=[primary_url], replica_sticky_seconds=0.3) as db:
+    async with Database(primary_url, replicas=[primary_url], replica_sticky_seconds=WINDOW) as db:
         await asyncio.create_task(make_table(db))
 
         async def write_then_read() -> None:
@@ -177,7 +180,7 @@ async def test_a_task_reads_its_writes_then_the_replica_after_the_window(
             assert await db.fetch_val("SELECT text FROM replica_notes WHERE id = 1") == "a"
             # A task started after the write inherits the window.
             assert await asyncio.create_task(ran_on(db, read)) == {"primary"}
-            await asyncio.sleep(0.4)  # the window is over
+            await asyncio.sleep(WINDOW + 0.1)  # the window is over
             assert await ran_on(db, read) == {"replica1"}
 
         await asyncio.create_task(write_then_read())
@@ -366,7 +369,7 @@ async def test_reads_land_on_the_standby_and_a_writer_reads_its_writes(
 ) -> None:
     primary, replica = streaming_pair
     async with Database(
-        of(scheme, primary), replicas=[of(scheme, replica)], replica_sticky_seconds=0.3
+        of(scheme, primary), replicas=[of(scheme, replica)], replica_sticky_seconds=WINDOW
     ) as db:
         assert await db.fetch_val(STANDBY) is True
         await db.execute("DROP TABLE IF EXISTS replica_notes")
@@ -376,7 +379,7 @@ async def test_reads_land_on_the_standby_and_a_writer_reads_its_writes(
             await db.execute(notes.insert().values(id=1, text="mine"))
             assert await db.fetch_val(STANDBY) is False
             assert await db.fetch_val(sa.select(notes.c.text)) == "mine"
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(WINDOW + 0.1)
             assert await db.fetch_val(STANDBY) is True
             # Hooks see the replica's statements, naming its server.
             events: list[DatabaseURL] = []

@@ -23,7 +23,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from dbaccess import ConfigurationError, Database, DatabaseURL, InterfaceError, sqlalchemy_url
+from dbaccess import (
+    ConfigurationError,
+    Database,
+    DatabaseURL,
+    InterfaceError,
+    OperationalError,
+    sqlalchemy_url,
+)
 from dbaccess.opentelemetry import DBAccessInstrumentor
 from dbaccess.replicas import is_read
 
@@ -441,6 +448,19 @@ async def test_a_function_that_writes_in_a_select_falls_back_to_the_primary(
             assert await db.fetch_val("SELECT nextval('replica_sequence') > 0") is True
         assert db.replicas[0].healthy
         await db.execute("DROP SEQUENCE replica_sequence")
+
+
+async def test_a_timeout_on_the_replica_is_the_callers_error(
+    scheme: str, streaming_pair: Pair
+) -> None:
+    """Not run again on the primary (the caller's time is spent), and the replica stays."""
+    primary, replica = streaming_pair
+    async with Database(of(scheme, primary), replicas=[of(scheme, replica)]) as db:
+        with pytest.raises(OperationalError, match=r"timed out after timeout=0\.2"):
+            await db.fetch_val("SELECT pg_sleep(5)", timeout=0.2)
+        assert db.replicas[0].healthy
+        assert db.pool_stats_by_node["primary"].acquired == 0
+        assert await db.fetch_val(STANDBY) is True
 
 
 async def test_a_lagging_replica_leaves_rotation_until_it_catches_up(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,14 @@ from dbaccess import (
 from dbaccess.opentelemetry import DBAccessInstrumentor
 from dbaccess.replicas import is_read
 
-from .servers import PrivateMariaDB, PrivatePostgreSQL, PrivateReplica
+from .conftest import _private
+from .servers import (
+    PrivateMariaDB,
+    PrivateMariaDBPrimary,
+    PrivateMariaDBReplica,
+    PrivatePostgreSQL,
+    PrivateReplica,
+)
 
 Pair = tuple[PrivatePostgreSQL, PrivateReplica]
 
@@ -506,6 +513,53 @@ async def test_replicas_in_the_url(scheme: str, streaming_pair: Pair) -> None:
         assert db.replicas[0].url.options == {"connect_timeout": "7"}
         assert db.replicas[0].healthy
         assert await db.fetch_val(STANDBY) is True
+
+
+# -- on a real binlog replica (MariaDB) ------------------------------------------------------
+
+
+@pytest.fixture
+def mariadb_pair(
+    database_url: str,
+) -> Iterator[tuple[PrivateMariaDBPrimary, PrivateMariaDBReplica]]:
+    """A private MariaDB writing a binlog and its replica, removed after the test."""
+    if DatabaseURL(database_url).dialect != "mysql":
+        pytest.skip("a binlog replica of a private MariaDB; PostgreSQL/SQLite: tests above")
+    for primary in _private(PrivateMariaDBPrimary):
+        for replica in _private(PrivateMariaDBReplica, primary):
+            yield primary, replica
+
+
+async def test_a_mariadb_replica_that_stops_applying_leaves_rotation(
+    database_url: str, mariadb_pair: tuple[PrivateMariaDBPrimary, PrivateMariaDBReplica]
+) -> None:
+    """Seconds_Behind_Master is NULL while the replica's SQL thread is stopped: out of
+    rotation (infinitely behind) until it runs again."""
+    primary, replica = mariadb_pair
+    scheme = DatabaseURL(database_url).scheme
+    server = "SELECT @@server_id"
+    async with (
+        Database(
+            primary.url(scheme),
+            replicas=[replica.url(scheme)],
+            max_replica_lag=5,
+            replica_check_interval=0.1,
+            replica_sticky_seconds=0,
+        ) as db,
+        Database(replica.url(scheme)) as direct,
+    ):
+        (node,) = db.replicas
+        assert node.healthy and node.lag is not None and node.lag <= 5  # catching up: >= 0
+        assert await db.fetch_val(server) == 2
+        await direct.execute("STOP SLAVE SQL_THREAD")
+        try:
+            await until(lambda: not db.replicas[0].healthy, lambda: db.fetch_val(server))
+            assert "lags inf s behind" in (db.replicas[0].reason or "")
+            assert await db.fetch_val(server) == 1
+        finally:
+            await direct.execute("START SLAVE SQL_THREAD")
+        await until(lambda: db.replicas[0].healthy, lambda: db.fetch_val(server))
+        assert await db.fetch_val(server) == 2
 
 
 # -- configuration -------------------------------------------------------------------------

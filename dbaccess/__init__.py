@@ -18,6 +18,7 @@ from .observe import QueryEvent as QueryEvent
 from .observe import QueryHook as QueryHook
 from .pool import PoolStats as PoolStats
 from .record import Record as Record
+from .replicas import ReplicaNode as ReplicaNode
 from .result import ExecuteResult as ExecuteResult
 from .transaction import Transaction as Transaction
 from .transaction import TransactionState as TransactionState
@@ -44,6 +45,7 @@ __all__ = [
     "QueryEvent",
     "QueryHook",
     "Record",
+    "ReplicaNode",
     "Transaction",
     "TransactionState",
     "migrate",

@@ -143,6 +143,8 @@ class Connection:
     async def _release_raw(self) -> None:
         raw, self._raw = self._raw, None
         pool, self._pool = self._pool, None
+        if self._engine.block_ended is not None:
+            self._engine.block_ended()
         if raw is not None and pool is not None:
             await pool.give_back(raw, broken=self._broken, reset=self._session_changed)
 

@@ -26,6 +26,7 @@ from .observe import Observer, QueryHook, QueryHookFunction
 from .options import parse_bool, parse_seconds
 from .pool import Pool, PoolStats
 from .record import Record
+from .replicas import ReplicaNode, Replicas, Target, check_target, split_options
 from .result import ExecuteResult
 from .transaction import Transaction
 from .url import DatabaseURL
@@ -44,7 +45,8 @@ class Database:
     ``Database(url, force_rollback=False, log_parameters=False,
     slow_statement_threshold=None, **options)``: options are the URL options
     (``min_size``, ``max_size``, ``ssl``...) or keyword arguments of the driver's
-    ``connect()``; ``log_parameters`` adds the values to the DEBUG log of each
+    ``connect()``; ``replicas`` (a list of URLs) sends reads to read replicas (see
+    replicas.py and docs/scaling.md); ``log_parameters`` adds the values to the DEBUG log of each
     statement, and a statement slower than ``slow_statement_threshold`` seconds is
     logged at WARNING. Call :meth:`connect` before use and :meth:`disconnect` after, or
     use ``async with Database(url) as db:``.
@@ -63,7 +65,8 @@ class Database:
         slow_statement_threshold: float | None = None,
         **options: Any,
     ) -> None:
-        self.url = DatabaseURL(url)
+        # -- read replicas (replicas.py): their options never reach the backend
+        self.url, options, replica_config = split_options(DatabaseURL(url), options)
         self.options = options
         backend = backend_class(self.url)(self.url, options)
         observer = Observer(
@@ -84,9 +87,17 @@ class Database:
         # (An asyncio.Lock works in one loop only: one per loop.)
         self._lifecycle_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._lifecycle_guard = threading.Lock()
+        # -- read replicas (replicas.py): None without any, the one check on the fast path
+        self._replicas: Replicas | None = None
+        if replica_config is not None:
+            self._replicas = replicas = Replicas(self, replica_config)
+            # The end of a block on the primary (a transaction, a connection() block):
+            # it may have written, so the context's reads stay on the primary a while.
+            engine.block_ended = replicas.wrote
 
     def __repr__(self) -> str:
-        return f"<Database {self.url.obscure_password!r} {self._engine.state.value}>"
+        replicas = "" if self._replicas is None else f" replicas={self._replicas.describe()}"
+        return f"<Database {self.url.obscure_password!r} {self._engine.state.value}{replicas}>"
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -117,6 +128,8 @@ class Database:
         self._engine.state = DatabaseState.CONNECTING
         try:
             await self._engine.pools.get()
+            if self._replicas is not None:
+                await self._replicas.connect()
             self._engine.state = DatabaseState.CONNECTED
             if self._force_rollback:
                 connection = Connection(self._engine, shared_by_tasks=True)
@@ -159,6 +172,8 @@ class Database:
                 await pool.close(timeout)
 
         try:
+            if self._replicas is not None:
+                await self._replicas.disconnect(timeout)
             await close_pools(pools, close)
             await self._engine.backend.close()
         except BaseException:
@@ -192,6 +207,33 @@ class Database:
         if pool is None:
             return PoolStats(0, 0, 0, 0, self._engine.backend.options.max_size)
         return pool.stats
+
+    # -- read replicas (replicas.py) -------------------------------------------------
+
+    @property
+    def pool_stats_by_node(self) -> dict[str, PoolStats]:
+        """:attr:`pool_stats` of every node: ``"primary"``, then ``"replica1"``,
+        ``"replica2"``... in the order the replicas were given."""
+        stats = {"primary": self.pool_stats}
+        if self._replicas is not None:
+            stats.update(self._replicas.pool_stats())
+        return stats
+
+    @property
+    def replicas(self) -> tuple[ReplicaNode, ...]:
+        """The replicas, each with its name, URL, health and last measured lag."""
+        return () if self._replicas is None else self._replicas.nodes
+
+    def route(self, target: Target) -> contextlib.AbstractContextManager[None]:
+        """``with db.route("primary"):`` sends the reads of the block (and of the tasks
+        it starts) to the primary; ``"replica"`` to a replica even when they would
+        stay on the primary (right after a write, or raw SQL that is not plainly a
+        read), the primary still when no replica is healthy. Writes, transactions and
+        ``connection()`` blocks stay on the primary. Without replicas: no effect."""
+        target = check_target(target)
+        if self._replicas is None:
+            return contextlib.nullcontext()
+        return self._replicas.route(target)
 
     def add_query_hook(
         self,
@@ -252,6 +294,10 @@ class Database:
         timeout: float | None = None,
     ) -> list[Record]:
         """Run a query and return all its rows."""
+        if self._replicas is not None:
+            return await self._replicas.read(
+                query, lambda c: c.fetch_all(query, values, timeout=timeout)
+            )
         return await self._route().fetch_all(query, values, timeout=timeout)
 
     async def fetch_one(
@@ -262,6 +308,10 @@ class Database:
         timeout: float | None = None,
     ) -> Record | None:
         """Run a query and return its first row, or None when it has none."""
+        if self._replicas is not None:
+            return await self._replicas.read(
+                query, lambda c: c.fetch_one(query, values, timeout=timeout)
+            )
         return await self._route().fetch_one(query, values, timeout=timeout)
 
     async def fetch_val(
@@ -273,6 +323,10 @@ class Database:
         timeout: float | None = None,
     ) -> Any:
         """Run a query and return one value (by position or name) of its first row."""
+        if self._replicas is not None:
+            return await self._replicas.read(
+                query, lambda c: c.fetch_val(query, values, column=column, timeout=timeout)
+            )
         return await self._route().fetch_val(query, values, column=column, timeout=timeout)
 
     async def execute(
@@ -284,7 +338,11 @@ class Database:
     ) -> Any:
         """Run a statement; return the new primary key after an INSERT, the first
         value of the first returned row (RETURNING), else None."""
-        return await self._route().execute(query, values, timeout=timeout)
+        try:
+            return await self._route().execute(query, values, timeout=timeout)
+        finally:
+            if self._replicas is not None:  # read-your-writes (replicas.py)
+                self._replicas.wrote()
 
     async def execute_result(
         self,
@@ -294,7 +352,11 @@ class Database:
         timeout: float | None = None,
     ) -> ExecuteResult:
         """Run a statement and return its rowcount, new primary key and RETURNING rows."""
-        return await self._route().execute_result(query, values, timeout=timeout)
+        try:
+            return await self._route().execute_result(query, values, timeout=timeout)
+        finally:
+            if self._replicas is not None:  # read-your-writes (replicas.py)
+                self._replicas.wrote()
 
     @overload
     async def execute_many(
@@ -327,10 +389,14 @@ class Database:
         """Run a statement for each mapping of values, atomically; with ``returning``,
         return its RETURNING rows, or the new primary keys of a Core insert."""
         connection = self._route()
-        if returning:
-            return await connection.execute_many(query, values, returning=True, timeout=timeout)
-        await connection.execute_many(query, values, timeout=timeout)
-        return None
+        try:
+            if returning:
+                return await connection.execute_many(query, values, returning=True, timeout=timeout)
+            await connection.execute_many(query, values, timeout=timeout)
+            return None
+        finally:
+            if self._replicas is not None:  # read-your-writes (replicas.py)
+                self._replicas.wrote()
 
     def iterate(
         self,
@@ -344,6 +410,10 @@ class Database:
         per round trip; ``timeout`` bounds each wait for rows."""
         # The connection's own generator: one level of generators fewer per row, and
         # closing it (aclose(), or leaving `async for` early) closes the stream at once.
+        if self._replicas is not None:
+            return self._replicas.stream(
+                query, lambda c: c.iterate(query, values, chunk_size=chunk_size, timeout=timeout)
+            )
         return self._route().iterate(query, values, chunk_size=chunk_size, timeout=timeout)
 
     def batched_iterate(
@@ -355,6 +425,11 @@ class Database:
         timeout: float | None = None,
     ) -> AsyncGenerator[list[Record], None]:
         """Yield a query's rows in lists of ``batch_size`` as they stream."""
+        if self._replicas is not None:
+            return self._replicas.stream(
+                query,
+                lambda c: c.batched_iterate(query, values, batch_size=batch_size, timeout=timeout),
+            )
         return self._route().batched_iterate(query, values, batch_size=batch_size, timeout=timeout)
 
     async def create_all(self, metadata: sa.MetaData, *, checkfirst: bool = True) -> None:

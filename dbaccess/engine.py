@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,9 @@ class Engine:
         self.current: ContextVar[Connection | None] = ContextVar(
             f"dbaccess.connection.{id(self)}", default=None
         )
+        #: Called, in the releasing task's context, when a block's connection goes back
+        #: to its pool (the facade's read replicas start read-your-writes there).
+        self.block_ended: Callable[[], None] | None = None
 
     def check_connected(self, action: str) -> None:
         if self.state is not DatabaseState.CONNECTED:

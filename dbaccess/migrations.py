@@ -24,6 +24,7 @@ from .backends.postgresql import host_lists
 from .database import Database
 from .errors import ConfigurationError
 from .options import COMMON_ALIASES
+from .replicas import split_options
 from .url import DatabaseURL
 
 if TYPE_CHECKING:
@@ -150,7 +151,8 @@ def sqlalchemy_url(url: str | DatabaseURL) -> sa.engine.URL:
     Options are checked as ``Database(url)`` checks them; those SQLAlchemy knows under
     another name are renamed (``busy_timeout`` becomes ``timeout``...), dbaccess's own
     (``min_size``, ``max_size``, ``acquire_timeout``, ``command_timeout``...) are
-    dropped. ``sqlite:///:memory:`` gives ``sqlite+aiosqlite:///:memory:``, a database
+    dropped, and so are the read replicas (``replicas=``...): migrations run on the
+    primary. ``sqlite:///:memory:`` gives ``sqlite+aiosqlite:///:memory:``, a database
     that lives as long as one SQLAlchemy connection (enough for offline SQL or a
     comparison, not for a migration the application is meant to see).
     """
@@ -162,6 +164,8 @@ def sqlalchemy_url(url: str | DatabaseURL) -> sa.engine.URL:
             f"unsupported database URL scheme {parsed.scheme!r}; "
             f"supported schemes are: {', '.join(sorted(_DRIVERS))}"
         ) from None
+    # Migrations run on the primary: the replicas' options are checked, then dropped.
+    parsed, _, _ = split_options(parsed, {})
     # The backend parses the options exactly as Database(url) would: a typo fails here
     # too, with the same message, instead of vanishing in the conversion. What it parsed
     # (aliases such as sslmode= resolved) is what is converted.

@@ -165,6 +165,9 @@ class Observer:
         slow_statement_threshold: float | None,
     ) -> None:
         self.url = database.url
+        #: Which node of several the statements ran on, in log lines: "" for a
+        #: Database's own server, " (replica host:port)" for its replicas (replicas.py).
+        self.node = ""
         self._log_parameters = log_parameters
         self._slow = slow_statement_threshold
         self._hooks: tuple[QueryHook, ...] = ()
@@ -311,7 +314,7 @@ class Observer:
             count = event.rowcount
             rows = "" if count is None else f", {count} row{'' if count == 1 else 's'} {how}"
             outcome = f"took {duration * 1000:.3f} ms{rows}"
-        message = f"statement on {event.backend} {outcome}: {event.sql}"
+        message = f"statement on {event.backend}{self.node} {outcome}: {event.sql}"
         if slow:
             message = f"slow {message} (slow_statement_threshold is {self._slow} s)"
         logged = event

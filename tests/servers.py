@@ -230,6 +230,8 @@ class PrivateServer:
 class PrivateMariaDB(PrivateServer):
     user = "mysql"
     name = "mariadb"
+    #: Server options of a subclass's own (a binlog for replicas, a server id).
+    options: tuple[str, ...] = ()
 
     def url(self, scheme: str = "mysql") -> str:
         return f"{scheme}://root@127.0.0.1:{self.port}/test"
@@ -262,6 +264,7 @@ class PrivateMariaDB(PrivateServer):
             "--innodb-buffer-pool-size=32M",
             "--innodb-log-file-size=16M",
             "--max-connections=200",
+            *self.options,
         ]
         if os.geteuid() == 0:
             argv.append(f"--user={self.user}")
@@ -276,23 +279,25 @@ class PrivateMariaDB(PrivateServer):
         if not _accepts(self.port):
             return False
         result = subprocess.run(
-            [
-                "mariadb",
-                "--no-defaults",
-                "--protocol=tcp",
-                "-h",
-                "127.0.0.1",
-                "-P",
-                str(self.port),
-                "-u",
-                "root",
-                "-e",
-                "CREATE DATABASE IF NOT EXISTS test",
-            ],
-            capture_output=True,
-            timeout=30,
+            self._client("CREATE DATABASE IF NOT EXISTS test"), capture_output=True, timeout=30
         )
         return result.returncode == 0
+
+    def _client(self, statements: str) -> list[str]:
+        """The mariadb command line that runs ``statements`` as root on this server."""
+        return [
+            "mariadb",
+            "--no-defaults",
+            "--protocol=tcp",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            str(self.port),
+            "-u",
+            "root",
+            "-e",
+            statements,
+        ]
 
     def _main_pid(self) -> int:
         if self._process is None:
@@ -316,6 +321,35 @@ class PrivateMariaDB(PrivateServer):
             process.terminate()
             _reap(process, 60)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class PrivateMariaDBPrimary(PrivateMariaDB):
+    """A private MariaDB that writes a binlog, for a replica of its own."""
+
+    name = "mariadb-primary"
+    options = ("--log-bin=binlog", "--server-id=1", "--binlog-format=ROW")
+
+
+class PrivateMariaDBReplica(PrivateMariaDB):
+    """A binlog replica of a PrivateMariaDBPrimary, replicating from the start of its
+    binlog (both begin empty) once started."""
+
+    name = "mariadb-replica"
+    options = ("--server-id=2", "--relay-log=relay")
+
+    def __init__(self, primary: PrivateMariaDBPrimary) -> None:
+        super().__init__()
+        self.primary = primary
+
+    def start(self) -> None:
+        super().start()
+        _run(
+            self._client(
+                "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', "
+                f"MASTER_PORT={self.primary.port}, MASTER_USER='root', MASTER_PASSWORD='', "
+                "MASTER_USE_GTID=no; START SLAVE"
+            )
+        )
 
 
 class PrivatePostgreSQL(PrivateServer):

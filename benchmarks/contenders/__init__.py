@@ -34,6 +34,9 @@ _REGISTRY: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "dbaccess-unprepared": ("lib_dbaccess", "DBAccessUnprepared", ("postgresql",)),
     "dbaccess-psycopg-unprepared": ("lib_dbaccess", "DBAccessPsycopgUnprepared", ("postgresql",)),
     "psycopg": ("raw_psycopg", "RawPsycopg", ("postgresql",)),
+    # Reads routed to a replica (here the same database) against the same calls without.
+    "dbaccess-per-call": ("lib_dbaccess", "DBAccessPerCall", ("postgresql", "mysql", "sqlite")),
+    "dbaccess-replicas": ("lib_dbaccess", "DBAccessReplicas", ("postgresql", "mysql", "sqlite")),
     "aiomysql": ("raw_aiomysql", "RawAiomysql", ("mysql",)),
     "aiosqlite": ("raw_aiosqlite", "RawAiosqlite", ("sqlite",)),
     "databases": ("lib_databases", "Databases", ("postgresql", "mysql", "sqlite")),

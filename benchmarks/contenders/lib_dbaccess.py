@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import sqlalchemy as sa
+
 import dbaccess
 
 from ..config import BackendConfig
+from ..schema import ITEMS
+from .base import read_by_name
 from .databases_api import DatabasesAPI
 
-__all__ = ["DBAccess", "DBAccessPsycopg", "DBAccessPsycopgUnprepared", "DBAccessUnprepared"]
+__all__ = [
+    "DBAccess",
+    "DBAccessPerCall",
+    "DBAccessPsycopg",
+    "DBAccessPsycopgUnprepared",
+    "DBAccessReplicas",
+    "DBAccessUnprepared",
+]
 
 
 class DBAccess(DatabasesAPI):
@@ -55,3 +66,46 @@ class DBAccessPsycopgUnprepared(DBAccessPsycopg):
 
     name: ClassVar[str] = "dbaccess-psycopg-unprepared"
     options: ClassVar[dict[str, Any]] = {"prepared_statements": False}
+
+
+class DBAccessPerCall(DBAccess):
+    """dbaccess with point_core and point_raw through the top-level API, a pooled
+    connection per query (outside any block, where reads may go to a replica): the
+    baseline of dbaccess-replicas. The other workloads are dbaccess's own."""
+
+    name: ClassVar[str] = "dbaccess-per-call"
+
+    async def point_core(self) -> int:
+        fetch_one, items, id_column = self.db.fetch_one, ITEMS, ITEMS.c.id
+        found = 0
+        for i in self.point_ids:
+            row = await fetch_one(sa.select(items).where(id_column == i))
+            if row is not None:
+                read_by_name(row)
+                found += 1
+        return found
+
+    async def point_raw(self) -> int:
+        fetch_one, sql = self.db.fetch_one, self.point_sql
+        found = 0
+        for i in self.point_ids:
+            row = await fetch_one(sql, {"id": i})
+            if row is not None:
+                read_by_name(row)
+                found += 1
+        return found
+
+
+class DBAccessReplicas(DBAccessPerCall):
+    """dbaccess-per-call with ``replicas=[the same URL]``: each read is classified and
+    routed to the replica's pool (of the same size), writes to the primary; against
+    dbaccess-per-call, the cost of routing."""
+
+    name: ClassVar[str] = "dbaccess-replicas"
+
+    def make_database(self) -> Any:
+        database = super().make_database()
+        size = self.sizes.pool_size
+        return dbaccess.Database(
+            database.url, min_size=size, max_size=size, replicas=[database.url]
+        )

@@ -47,6 +47,7 @@ from ..errors import (
 from ..options import Options, Parser, parse_bool, parse_int, parse_options, parse_seconds
 from ..url import DatabaseURL
 from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
+from .deferred import BeginState, DeferredBegin
 from .values import a, container_problem, driver_refused, refused, text_problem
 
 __all__ = ["SQLiteBackend"]
@@ -351,7 +352,6 @@ class SQLiteConnection(BackendConnection):
         "_closed",
         "_conn",
         "_deadline",
-        "_never_began",
         "_query_only",
         "_reader",
         "_stopping",
@@ -384,10 +384,8 @@ class SQLiteConnection(BackendConnection):
         self._query_only = False
         #: The BEGIN of a transaction, not run yet: it runs with the transaction's first
         #: statement, in the same call to the connection's thread (one hop, not two).
-        self._begin: tuple[str, ...] = ()
-        #: That BEGIN failed (SQLITE_BUSY after the busy timeout, say): there is no
-        #: transaction to roll back, and none to commit.
-        self._never_began = False
+        #: FAILED when it did not take (SQLITE_BUSY after the busy timeout, say).
+        self._begin = DeferredBegin()
         #: The open transaction began DEFERRED: its first write must upgrade its lock,
         #: which fails at once while another connection writes (see _as_reader).
         self._reader = False
@@ -398,7 +396,8 @@ class SQLiteConnection(BackendConnection):
 
     @property
     def in_transaction(self) -> bool:
-        return bool(self._begin) or bool(self._conn.in_transaction)
+        # Open since begin(), though its BEGIN may still wait for the first statement.
+        return self._begin.pending or bool(self._conn.in_transaction)
 
     @property
     def is_closed(self) -> bool:
@@ -424,9 +423,8 @@ class SQLiteConnection(BackendConnection):
 
     async def _in_thread(self, function: Callable[..., _T], sql: str, *args: Any) -> _T:
         """Run ``function(sqlite3_connection, sql, *args)`` in the connection's thread."""
-        begin = self._begin
-        if begin:
-            self._begin = ()
+        if self._begin.pending:
+            begin = self._begin.take()
             if begin is _AUTO_BEGIN:
                 begin = (_begin_sql("auto", sql),)
             if _QUERY_ONLY_ON in begin:
@@ -434,7 +432,8 @@ class SQLiteConnection(BackendConnection):
             try:
                 result: _T = await self._call(_begun, begin, function, sql, *args)
             except DBAccessError:
-                self._never_began = not self._conn.in_transaction
+                if not self._conn.in_transaction:
+                    self._begin.failed()
                 raise
             self._reader = begin[0] == _BEGIN_DEFERRED and _reads(sql)
             return result
@@ -515,7 +514,7 @@ class SQLiteConnection(BackendConnection):
     async def stream(
         self, sql: str, args: Sequence[Any], chunk_size: int, shared: bool
     ) -> AsyncGenerator[Rows, None]:
-        if self._begin:  # the cursor below is opened outside _in_thread: begin first
+        if self._begin.pending:  # the cursor below is opened outside _in_thread: begin first
             await self._in_thread(_nothing, sql)
         _check(args)
         self._arm()
@@ -545,15 +544,14 @@ class SQLiteConnection(BackendConnection):
     async def begin(self, mode: TransactionMode) -> None:
         # The BEGIN runs with the first statement, and in "auto" mode is chosen for it
         # (_begin_sql). A read-only transaction never writes: DEFERRED, unless it says.
-        self._never_began = False
         self._reader = False
         chosen = mode.transaction_mode or ("deferred" if mode.readonly else self._transaction_mode)
         if mode.readonly:
-            self._begin = (_begin_sql(chosen, "SELECT"), _QUERY_ONLY_ON)
+            self._begin.defer((_begin_sql(chosen, "SELECT"), _QUERY_ONLY_ON))
         elif chosen == "auto":
-            self._begin = _AUTO_BEGIN
+            self._begin.defer(_AUTO_BEGIN)
         else:
-            self._begin = (_begin_sql(chosen, ""),)
+            self._begin.defer((_begin_sql(chosen, ""),))
 
     async def commit(self) -> None:
         await self._end("COMMIT")
@@ -563,11 +561,10 @@ class SQLiteConnection(BackendConnection):
 
     async def _end(self, sql: str) -> None:
         self._reader = False
-        if self._begin or self._never_began:
+        began = self._begin.end()
+        if began is BeginState.PENDING or began is BeginState.FAILED:
             # No statement ran (nothing to end), or the BEGIN itself failed.
-            never_began = self._never_began
-            self._begin, self._never_began = (), False
-            if never_began and sql == "COMMIT":
+            if began is BeginState.FAILED and sql == "COMMIT":
                 raise OperationalError(
                     "cannot commit: the transaction never began (its BEGIN failed with "
                     "the first statement's error)"

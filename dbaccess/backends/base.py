@@ -72,7 +72,10 @@ class BackendConnection(Protocol):
 
     @property
     def in_transaction(self) -> bool:
-        """Whether the driver reports an open transaction (no round trip)."""
+        """Whether a transaction is open (no round trip): the driver reports one, or,
+        on the backends that defer BEGIN (deferred.py), begin() was called and the BEGIN
+        waits for the first statement. Either way it must be ended before the
+        connection is reused."""
 
     @property
     def is_closed(self) -> bool:

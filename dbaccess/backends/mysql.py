@@ -33,6 +33,7 @@ from ..errors import (
 from ..options import Options, Parser, keyword_parameters, parse_options, ssl_context
 from ..url import DatabaseURL
 from .base import Backend, BackendConnection, Outcome, Rows, TransactionMode
+from .deferred import BeginState, DeferredBegin
 from .values import (
     a,
     container_problem,
@@ -331,15 +332,14 @@ class MySQLConnection(BackendConnection):
         self._waiting = _ServerWait(self)
         #: The statements that begin a transaction, not sent yet: they go with the
         #: transaction's first statement, in the same query (one round trip, not two).
-        self._begin: tuple[str, ...] = ()
+        self._begin = DeferredBegin()
 
     async def _execute(self, cursor: Any, sql: str, args: Sequence[Any]) -> None:
         """Run ``sql`` on ``cursor``, after the pending BEGIN when there is one."""
-        begin = self._begin
+        begin = self._begin.take()
         if not begin:
             await cursor.execute(sql, args)
             return
-        self._begin = ()
         # One multi-statement query (both drivers enable it); the cursor is left on the
         # result of ``sql`` (an error in it is raised by nextset()).
         answer = self._driver.last_answer(self._conn)
@@ -349,7 +349,7 @@ class MySQLConnection(BackendConnection):
             if self._driver.last_answer(self._conn) is answer and not self.is_closed:
                 # Refused before the server answered anything (a value the driver cannot
                 # encode): the BEGIN did not run, and still waits for the next statement.
-                self._begin = begin
+                self._begin.put_back(begin)
             raise
         for _ in begin:
             await cursor.nextset()
@@ -360,7 +360,8 @@ class MySQLConnection(BackendConnection):
 
     @property
     def in_transaction(self) -> bool:
-        return bool(self._begin) or bool(self._conn.get_transaction_status())
+        # Open since begin(), though its BEGIN may still wait for the first statement.
+        return self._begin.pending or bool(self._conn.get_transaction_status())
 
     @property
     def is_closed(self) -> bool:
@@ -462,22 +463,20 @@ class MySQLConnection(BackendConnection):
         )
         if mode.isolation:
             begin = (f"SET TRANSACTION ISOLATION LEVEL {mode.isolation.upper()}", *begin)
-        self._begin = begin
+        self._begin.defer(begin)
 
     async def _begin_now(self) -> None:
         """Send the pending BEGIN (with a statement that does nothing); call it waiting."""
-        if self._begin:
+        if self._begin.pending:
             await self._execute_now("DO 0", (), False)
 
     async def commit(self) -> None:
-        if self._begin:  # no statement ran: nothing to commit
-            self._begin = ()
+        if self._begin.end() is BeginState.PENDING:  # no statement ran: nothing to commit
             return
         await self.run("COMMIT")
 
     async def rollback(self) -> None:
-        if self._begin:
-            self._begin = ()
+        if self._begin.end() is BeginState.PENDING:
             return
         await self.run("ROLLBACK")
 

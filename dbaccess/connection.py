@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import itertools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
@@ -49,6 +50,24 @@ _chain: ContextVar[tuple[Transaction, ...]] = ContextVar("dbaccess.transactions"
 _savepoint_ids = itertools.count(1)
 
 
+class ConnectionState(enum.Enum):
+    """Where a Connection is; every statement passes :meth:`Connection._checked_raw`,
+    which refuses all but BOUND with an error naming the state."""
+
+    #: No driver connection: outside any block (each call borrows one for itself).
+    UNBOUND = "unbound"
+    #: A driver connection held for a block (``async with``, a transaction) and its
+    #: child tasks (the reference count says how many hold it).
+    BOUND = "bound"
+    #: Bound, in a transaction the server rolled back whole (a deadlock victim, an
+    #: interrupted SQLite write): statements and commits refuse, naming the error, until
+    #: the outermost transaction ends.
+    ABORTED = "aborted"
+    #: Bound, and a statement was interrupted mid-way (cancelled): the driver
+    #: connection's state is unknown, so it is closed instead of going back to the pool.
+    BROKEN = "broken"
+
+
 class Connection:
     """A database connection for the current task; reusable with ``async with``."""
 
@@ -68,12 +87,11 @@ class Connection:
         self._refs = 0
         self._lock = asyncio.Lock()
         self._transactions: list[Transaction] = []
-        #: A statement was interrupted (cancelled) mid-way: the driver connection's
-        #: state is unknown, so it is closed instead of going back to the pool.
-        self._broken = False
-        #: The error after which the server rolled back the transaction this connection
-        #: is in (a deadlock victim, an interrupted SQLite write): until the outermost
-        #: transaction ends, every statement and every commit refuses to run, naming it.
+        #: Changed by the transition methods below (_bound, _unbound, _broke, _abort,
+        #: _transactions_over) and nothing else.
+        self._state = ConnectionState.UNBOUND
+        #: The error that made the transaction ABORTED (kept if it then BROKE: a commit
+        #: names it).
         self._aborted: DBAccessError | None = None
         #: A statement of this block changed the session (SET, temporary table...):
         #: reset it before the next user. (What runs through raw_connection is out of
@@ -129,10 +147,7 @@ class Connection:
     async def _acquire_ref(self) -> None:
         self._check_loop("use the connection")
         if self._refs == 0:
-            self._pool, self._raw = await self._engine.acquire()
-            self._broken = False
-            self._aborted = None
-            self._session_changed = False
+            self._bound(*await self._engine.acquire())
         self._refs += 1
 
     async def _release_ref(self) -> None:
@@ -141,12 +156,43 @@ class Connection:
             await self._release_raw()
 
     async def _release_raw(self) -> None:
-        raw, self._raw = self._raw, None
-        pool, self._pool = self._pool, None
+        raw, pool, broken = self._raw, self._pool, self._state is ConnectionState.BROKEN
+        self._unbound()
         if self._engine.block_ended is not None:
             self._engine.block_ended()
         if raw is not None and pool is not None:
-            await pool.give_back(raw, broken=self._broken, reset=self._session_changed)
+            await pool.give_back(raw, broken=broken, reset=self._session_changed)
+
+    # -- the state's transitions -------------------------------------------------------
+
+    def _bound(self, pool: Pool, raw: BackendConnection) -> None:
+        """UNBOUND -> BOUND: the block's driver connection, fresh from its pool."""
+        self._pool, self._raw = pool, raw
+        self._state = ConnectionState.BOUND
+        self._aborted = None
+        self._session_changed = False
+
+    def _unbound(self) -> None:
+        """-> UNBOUND: the driver connection goes back to its pool."""
+        self._pool = self._raw = None
+        self._state = ConnectionState.UNBOUND
+
+    def _broke(self) -> None:
+        """BOUND or ABORTED -> BROKEN: a statement was interrupted mid-way."""
+        if self._state is not ConnectionState.UNBOUND:
+            self._state = ConnectionState.BROKEN
+
+    def _abort(self, error: DBAccessError) -> None:
+        """BOUND -> ABORTED: the server rolled the transaction back after ``error``."""
+        self._aborted = error
+        if self._state is ConnectionState.BOUND:
+            self._state = ConnectionState.ABORTED
+
+    def _transactions_over(self) -> None:
+        """ABORTED -> BOUND: the outermost transaction ended."""
+        self._aborted = None
+        if self._state is ConnectionState.ABORTED:
+            self._state = ConnectionState.BOUND
 
     def _in_running_loop(self) -> bool:
         """Whether the connection may be used in the running event loop (or outside any)."""
@@ -549,10 +595,13 @@ class Connection:
                 await self._release_raw()
 
     def _checked_raw(self) -> BackendConnection:
-        raw = self._raw
+        """The guard every statement passes: the driver connection, if it may be used."""
+        raw, state = self._raw, self._state
+        if state is ConnectionState.BOUND and raw is not None and not raw.is_closed:
+            return raw
         if raw is None:
             raise InterfaceError("cannot run a statement: the connection was released")
-        if self._broken:
+        if state is ConnectionState.BROKEN:
             raise InterfaceError(
                 "cannot run a statement: a statement on this connection was interrupted "
                 "earlier in the block; leave the block and start a new one"
@@ -568,23 +617,23 @@ class Connection:
 
     def _note_failure(self, exc: BaseException) -> None:
         if not isinstance(exc, DBAccessError):
-            self._broken = True
+            self._broke()
 
     async def _after_error(self, raw: BackendConnection, exc: BaseException) -> None:
         """Note what a failed statement left: a connection in an unknown state (it was
         interrupted), or a transaction the server rolled back whole."""
         if not isinstance(exc, DBAccessError):
-            self._broken = True
+            self._broke()
             return
         if not self._transactions or self._aborted is not None or raw.is_closed:
             return
         try:
             survived = await raw.transaction_survived()
         except BaseException:
-            self._broken = True
+            self._broke()
             raise
         if not survived:
-            self._aborted = exc
+            self._abort(exc)
 
     # -- transactions (driven by Transaction) ------------------------------------
 
@@ -630,7 +679,7 @@ class Connection:
         the transaction is no longer this connection's innermost one afterwards."""
         try:
             async with self._lock:
-                if self._broken and not commit:
+                if self._state is ConnectionState.BROKEN and not commit:
                     # The statement in flight was interrupted; the connection will be
                     # closed, and the server rolls the transaction back with it.
                     return
@@ -653,7 +702,7 @@ class Connection:
         finally:
             self._transactions.pop()  # the innermost: Transaction checked it
             if not self._transactions:
-                self._aborted = None
+                self._transactions_over()
             if self._shared_by_tasks:
                 chain = _chain.get()
                 if chain and chain[-1] is transaction:
@@ -690,17 +739,17 @@ class Connection:
         """End what the backend still keeps of a transaction the server ended (SQLite's
         read-only pragma); a connection that fails at it is closed, not reused."""
         raw = self._raw
-        if self._broken or raw is None or raw.is_closed:
+        if self._state is ConnectionState.BROKEN or raw is None or raw.is_closed:
             return
         try:
             await raw.rollback()
         except DBAccessError:
-            self._broken = True
+            self._broke()
 
     async def _clean_up_after_failure(self, savepoint: str | None) -> None:
         """After a failed COMMIT (or RELEASE), leave no transaction or lock behind."""
         raw = self._raw
-        if self._broken or raw is None or raw.is_closed:
+        if self._state is ConnectionState.BROKEN or raw is None or raw.is_closed:
             return
         try:
             if savepoint is None:
@@ -709,7 +758,7 @@ class Connection:
             else:
                 await raw.run(f"ROLLBACK TO SAVEPOINT {savepoint}")
         except DBAccessError:
-            self._broken = True  # let the pool close it rather than reuse it
+            self._broke()  # let the pool close it rather than reuse it
 
 
 def _check_size(name: str, size: Any) -> None:

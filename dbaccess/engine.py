@@ -65,18 +65,19 @@ class Engine:
             )
 
     async def pool(self) -> Pool:
-        """The running event loop's pool, opened on the loop's first call."""
-        pool = self.pools.home
-        # (Connection._use makes this first test inline, for every call made outside a
-        # block.) Another loop's calls, or any when disconnected, go on.
-        if pool is not None and pool.loop is asyncio.get_running_loop():
-            return pool
+        """The running event loop's pool, opened on the loop's first call.
+
+        Its callers on the path of every call (``acquire()``, ``Connection._use``) test
+        first, inline, whether the home pool is the running loop's (one comparison), and
+        call this for another loop's pool, or when disconnected."""
         self.check_connected("run a query")
         return await self.pools.get()
 
     async def acquire(self) -> tuple[Pool, BackendConnection]:
         """A connection lent by the running loop's pool, and the pool to give it back to."""
-        pool = await self.pool()
+        pool = self.pools.home
+        if pool is None or pool.loop is not asyncio.get_running_loop():
+            pool = await self.pool()
         return pool, await pool.acquire()
 
     def _new_pool(self) -> Pool:

@@ -593,22 +593,28 @@ def test_bad_replica_configuration_is_refused_clearly(
         Database("sqlite:///:memory:", replicas=["sqlite:///:memory:"])
     if url.dialect != "sqlite":
         with pytest.raises(ConfigurationError, match="given twice"):
-            Database(f"{database_url}?replicas=127.0.0.1:1", replicas=[database_url])
+            Database(_with(database_url, replicas="127.0.0.1:1"), replicas=[database_url])
         with pytest.raises(ConfigurationError, match="is empty"):
-            Database(f"{database_url}?replicas=")
+            Database(_with(database_url, replicas=""))
     else:
         with pytest.raises(ConfigurationError, match="SQLite"):
-            Database(f"{database_url}?replicas=127.0.0.1")
+            Database(_with(database_url, replicas="127.0.0.1"))
+
+
+def _with(url: str, **options: str) -> str:
+    """The URL with more options (keeping its own: behind PgBouncer, prepared_statements)."""
+    parsed = DatabaseURL(url)
+    return str(parsed.replace(options={**parsed.options, **options}))
 
 
 def test_migrations_take_the_primary_of_a_url_with_replicas(database_url: str) -> None:
     url = DatabaseURL(database_url)
     if url.dialect == "sqlite":
         pytest.skip("SQLite URLs take no replicas= option (replicas are files: a keyword)")
-    with_replicas = f"{database_url}?replicas=127.0.0.1:1&max_replica_lag=5"
+    with_replicas = _with(database_url, replicas="127.0.0.1:1", max_replica_lag="5")
     assert sqlalchemy_url(with_replicas) == sqlalchemy_url(database_url)
     with pytest.raises(ConfigurationError, match="max_replica_lag"):
-        sqlalchemy_url(f"{database_url}?replicas=127.0.0.1:1&max_replica_lag=soon")
+        sqlalchemy_url(_with(database_url, replicas="127.0.0.1:1", max_replica_lag="soon"))
 
 
 def test_replica_passwords_stay_hidden(database_url: str, secret_password: str) -> None:

@@ -103,7 +103,8 @@ async def test_sqlalchemy_connects_with_the_converted_url(database_url: str) -> 
     if database_url.startswith("postgres"):
         # The driver must accept the converted ssl option, not just SQLAlchemy: libpq
         # refuses an unknown name such as ssl= (the local server has no certificate).
-        database_url = str(DatabaseURL(database_url).replace(options={"ssl": "false"}))
+        parsed = DatabaseURL(database_url)
+        database_url = str(parsed.replace(options={**parsed.options, "ssl": "false"}))
     engine = create_async_engine(sqlalchemy_url(database_url), poolclass=sa.NullPool)
     try:
         async with engine.connect() as connection:

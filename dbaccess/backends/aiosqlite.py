@@ -52,6 +52,9 @@ from .values import a, container_problem, driver_refused, refused, text_problem
 
 __all__ = ["SQLiteBackend"]
 
+#: Read on the path of every statement.
+_PENDING, _FAILED = BeginState.PENDING, BeginState.FAILED
+
 _T = TypeVar("_T")
 
 _JOURNAL_MODES = ("delete", "truncate", "persist", "memory", "wal", "off")
@@ -397,7 +400,7 @@ class SQLiteConnection(BackendConnection):
     @property
     def in_transaction(self) -> bool:
         # Open since begin(), though its BEGIN may still wait for the first statement.
-        return self._begin.pending or bool(self._conn.in_transaction)
+        return self._begin.state is _PENDING or bool(self._conn.in_transaction)
 
     @property
     def is_closed(self) -> bool:
@@ -423,8 +426,8 @@ class SQLiteConnection(BackendConnection):
 
     async def _in_thread(self, function: Callable[..., _T], sql: str, *args: Any) -> _T:
         """Run ``function(sqlite3_connection, sql, *args)`` in the connection's thread."""
-        if self._begin.pending:
-            begin = self._begin.take()
+        begin = self._begin.take()
+        if begin:
             if begin is _AUTO_BEGIN:
                 begin = (_begin_sql("auto", sql),)
             if _QUERY_ONLY_ON in begin:
@@ -514,7 +517,7 @@ class SQLiteConnection(BackendConnection):
     async def stream(
         self, sql: str, args: Sequence[Any], chunk_size: int, shared: bool
     ) -> AsyncGenerator[Rows, None]:
-        if self._begin.pending:  # the cursor below is opened outside _in_thread: begin first
+        if self._begin.state is _PENDING:  # the cursor is opened outside _in_thread: begin first
             await self._in_thread(_nothing, sql)
         _check(args)
         self._arm()
@@ -562,9 +565,9 @@ class SQLiteConnection(BackendConnection):
     async def _end(self, sql: str) -> None:
         self._reader = False
         began = self._begin.end()
-        if began is BeginState.PENDING or began is BeginState.FAILED:
+        if began is _PENDING or began is _FAILED:
             # No statement ran (nothing to end), or the BEGIN itself failed.
-            if began is BeginState.FAILED and sql == "COMMIT":
+            if began is _FAILED and sql == "COMMIT":
                 raise OperationalError(
                     "cannot commit: the transaction never began (its BEGIN failed with "
                     "the first statement's error)"

@@ -46,6 +46,9 @@ from .values import (
 
 __all__ = ["MySQLBackendBase", "MySQLConnection", "MySQLDriver"]
 
+#: Read on the path of every statement.
+_PENDING = BeginState.PENDING
+
 # Server error numbers whose DB-API class differs between drivers or from
 # PostgreSQL's: the same mistake raises the same dbaccess class on every backend.
 _ERRNO_CLASSES: dict[int, type[DBAccessError]] = {
@@ -361,7 +364,7 @@ class MySQLConnection(BackendConnection):
     @property
     def in_transaction(self) -> bool:
         # Open since begin(), though its BEGIN may still wait for the first statement.
-        return self._begin.pending or bool(self._conn.get_transaction_status())
+        return self._begin.state is _PENDING or bool(self._conn.get_transaction_status())
 
     @property
     def is_closed(self) -> bool:
@@ -467,16 +470,16 @@ class MySQLConnection(BackendConnection):
 
     async def _begin_now(self) -> None:
         """Send the pending BEGIN (with a statement that does nothing); call it waiting."""
-        if self._begin.pending:
+        if self._begin.state is _PENDING:
             await self._execute_now("DO 0", (), False)
 
     async def commit(self) -> None:
-        if self._begin.end() is BeginState.PENDING:  # no statement ran: nothing to commit
+        if self._begin.end() is _PENDING:  # no statement ran: nothing to commit
             return
         await self.run("COMMIT")
 
     async def rollback(self) -> None:
-        if self._begin.end() is BeginState.PENDING:
+        if self._begin.end() is _PENDING:
             return
         await self.run("ROLLBACK")
 

@@ -46,7 +46,7 @@ from .observe import Observer
 from .options import parse_seconds
 from .pool import PoolStats
 from .statement import _CHANGES_SESSION
-from .url import DatabaseURL, _host_list
+from .url import DatabaseURL, parse_hosts
 
 if TYPE_CHECKING:
     from .compiler import Query
@@ -120,12 +120,14 @@ def split_options(
                 "option replicas= in a SQLite URL: SQLite replicas are files, give them as "
                 "Database(url, replicas=[url, ...])"
             )
-        parsed = _host_list(hosts) if "," in hosts else None
-        pairs = parsed or ([_one_host(hosts)] if hosts.strip() else [])
-        if not pairs:
+        if not hosts.strip():
             raise ConfigurationError(
                 "option replicas= in the URL is empty; give replicas=host[:port],host[:port]"
             )
+        try:
+            pairs = parse_hosts(hosts.strip())
+        except ValueError as exc:
+            raise ConfigurationError(f"option replicas={hosts!r}: {exc}") from None
         # target_session_attrs picks the primary among the primary URL's hosts: a standby
         # would refuse read-write, so its replicas go without it.
         shared = {k: v for k, v in url.options.items() if k != "target_session_attrs"}
@@ -163,16 +165,6 @@ def split_options(
                 "empty one for each connection: a replica must be a file"
             )
     return url, options, ReplicaConfig(tuple(urls), sticky, max_lag, interval)
-
-
-def _one_host(text: str) -> tuple[str, int | None]:
-    host, _, port = text.strip().rpartition(":") if ":" in text else (text.strip(), "", "")
-    if not port:
-        return host, None
-    try:
-        return host, int(port)
-    except ValueError:
-        raise ConfigurationError(f"option replicas={text!r}: {port!r} is not a port") from None
 
 
 def _parse_sticky(value: Any) -> float:

@@ -261,6 +261,12 @@ def _host_list(netloc: str) -> tuple[tuple[str, int | None], ...] | None:
     hostlist = netloc.rpartition("@")[2]
     if "," not in hostlist:
         return None
+    return parse_hosts(hostlist)
+
+
+def parse_hosts(hostlist: str) -> tuple[tuple[str, int | None], ...]:
+    """``(host, port)`` pairs of ``h1:5432,[::1]:5433,h3`` (one host or several; no port:
+    None); ValueError naming the host that is malformed."""
     hosts: list[tuple[str, int | None]] = []
     for number, item in enumerate(hostlist.split(","), start=1):
         if item.startswith("["):

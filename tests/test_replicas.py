@@ -673,3 +673,13 @@ def test_core_queries_that_count_as_reads() -> None:
     assert not is_read(table.update().values(id=1))
     other = sa.Table("u", sa.MetaData(), sa.Column("id", sa.Integer))
     assert not is_read(sa.schema.CreateTable(other))
+
+
+def test_replica_hosts_in_the_url_are_parsed_as_the_urls_hosts_are() -> None:
+    # One parser for a URL's hosts and replicas= (url.parse_hosts): IPv6 in brackets, and
+    # a bad port is a ConfigurationError naming it, for one host as for several.
+    db = Database("postgresql://u@h/d?replicas=[::1]:5433")
+    assert [node.url.hosts for node in db.replicas] == [(("::1", 5433),)]
+    for bad in ("h2:abc", "h2,h3:abc"):
+        with pytest.raises(ConfigurationError, match=r"option replicas=.*is not from 1 to 65535"):
+            Database(f"postgresql://u@h/d?replicas={bad}")

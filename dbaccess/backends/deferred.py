@@ -54,11 +54,6 @@ class DeferredBegin:
         self.state = _NONE
         self._statements: tuple[str, ...] = ()
 
-    @property
-    def statements(self) -> tuple[str, ...]:
-        """The statements that begin the pending transaction (none when not pending)."""
-        return self._statements
-
     def defer(self, statements: tuple[str, ...]) -> None:
         """begin(): hold ``statements`` (SET TRANSACTION..., BEGIN) for the next statement."""
         self.state = _PENDING

@@ -103,6 +103,37 @@ async def test_session_change_holds_for_the_block_that_made_it(
     assert await single.fetch_val(probe) == clean
 
 
+#: (take a session lock, take it without waiting: 1 or True if it was free, release it)
+SESSION_LOCKS = {
+    "postgresql": (
+        "SELECT pg_advisory_lock(4343)",
+        "SELECT pg_try_advisory_lock(4343)",
+        "SELECT pg_advisory_unlock(4343)",
+    ),
+    "mysql": (
+        "SELECT GET_LOCK('dbaccess_free', 0)",
+        "SELECT GET_LOCK('dbaccess_free', 0)",
+        "DO RELEASE_LOCK('dbaccess_free')",
+    ),
+}
+
+
+async def test_a_session_lock_is_free_for_others_once_the_call_returns(
+    single: Database, database_url: str, dialect: str
+) -> None:
+    """The connection that took the lock is reset or replaced: another session can take
+    the lock at once, not only when the server has noticed the old connection closed."""
+    if dialect not in SESSION_LOCKS:
+        pytest.skip("SQLite has no session locks")
+    take, try_take, release = SESSION_LOCKS[dialect]
+    async with Database(database_url, min_size=1, max_size=1) as other:
+        for _ in range(20):  # the server's clean-up of a closed connection races the next call
+            await single.execute(take)
+            async with other.connection() as conn:
+                assert await conn.fetch_val(try_take) in (1, True)
+                await conn.execute(release)
+
+
 async def test_plain_statements_keep_the_connection(single: Database, dialect: str) -> None:
     """No reset, and no new connection, after statements that leave the session alone."""
     probe = BACKEND_ID[dialect]

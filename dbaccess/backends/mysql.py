@@ -8,6 +8,7 @@ same query as the transaction's first statement) with the FOUND_ROWS flag, so
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import decimal
 import time
@@ -48,6 +49,9 @@ __all__ = ["MySQLBackendBase", "MySQLConnection", "MySQLDriver"]
 
 #: Read on the path of every statement.
 _PENDING = BeginState.PENDING
+
+#: What other sessions see of a session until it is gone: its table and named locks.
+_RELEASE_LOCKS = ("UNLOCK TABLES", "DO RELEASE_ALL_LOCKS()")
 
 # Server error numbers whose DB-API class differs between drivers or from
 # PostgreSQL's: the same mistake raises the same dbaccess class on every backend.
@@ -486,7 +490,13 @@ class MySQLConnection(BackendConnection):
     async def reset_session(self) -> bool:
         # Neither driver offers COM_RESET_CONNECTION, and session state has many forms
         # (variables, user variables, temporary tables, GET_LOCK, LOCK TABLES): a new
-        # connection is the reliable reset.
+        # connection is the reliable reset. But the locks of the old one, which other
+        # sessions see, would outlive it until the server notices it closed (the next
+        # user's GET_LOCK would fail meanwhile): they are released first.
+        for sql in _RELEASE_LOCKS:
+            # (No RELEASE_ALL_LOCKS before MySQL 5.7 and MariaDB 10.5.)
+            with contextlib.suppress(DBAccessError):
+                await self.run(sql)
         return False
 
     async def run(self, sql: str) -> None:

@@ -16,6 +16,13 @@ from ..schema import ITEMS, SCRATCH, scratch_rows
 __all__ = ["SCRATCH_INSERT", "Contender", "NotApplicable", "PartialContender", "RunResult"]
 
 
+def build_point_query(i: int) -> sa.Select[Any]:
+    """The Core statement of point_core, which every Core user builds for each query:
+    the raw drivers build it too (and run their SQL string), so that their point_core
+    is the limit of a library's: the driver plus building the statement."""
+    return sa.select(ITEMS).where(ITEMS.c.id == i)
+
+
 def read_by_name(row: Any) -> None:
     """Read every column of a row by name, as an application would (the same for all)."""
     _ = (row["id"], row["name"], row["value"], row["flag"], row["created_at"])
@@ -93,7 +100,7 @@ class Contender(abc.ABC):
     @abc.abstractmethod
     async def point_core(self) -> int:
         """``sizes.point_queries`` sequential fetch_one by id, SQLAlchemy Core, one held
-        connection (raw drivers: their SQL string)."""
+        connection (raw drivers: the statement built, then their SQL string run)."""
 
     @abc.abstractmethod
     async def point_raw(self) -> int:

@@ -11,13 +11,14 @@ import sqlalchemy as sa
 
 from ..config import BackendConfig
 from ..schema import COLUMNS, ITEMS, SCRATCH, insert_sql, point_sql, select_all_sql
-from .base import Contender
+from .base import Contender, build_point_query
 
 __all__ = ["RawAiomysql"]
 
 
 class RawAiomysql(Contender):
-    """aiomysql.Pool and plain (tuple) cursors; point_core runs the SQL string."""
+    """aiomysql.Pool and plain (tuple) cursors; point_core builds the Core statement
+    and runs the SQL string."""
 
     name: ClassVar[str] = "aiomysql"
     pool: Any
@@ -50,13 +51,18 @@ class RawAiomysql(Contender):
         await self.pool.wait_closed()
 
     async def point_core(self) -> int:
-        return await self.point_raw()
+        return await self._point(build=True)
 
     async def point_raw(self) -> int:
+        return await self._point(build=False)
+
+    async def _point(self, build: bool) -> int:
         sql = self.point_sql
         found = 0
         async with self.pool.acquire() as conn, conn.cursor() as cursor:
             for i in self.point_ids:
+                if build:
+                    build_point_query(i)
                 await cursor.execute(sql, (i,))
                 row = await cursor.fetchone()
                 if row is not None:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from ..config import BackendConfig
 from ..schema import COLUMNS, ITEMS, SCRATCH, insert_sql, point_sql, select_all_sql, sqlite_datetime
-from .base import Contender
+from .base import Contender, build_point_query
 
 __all__ = ["RawAiosqlite"]
 
@@ -47,14 +47,19 @@ class RawAiosqlite(Contender):
             await self.queue.get_nowait().close()
 
     async def point_core(self) -> int:
-        return await self.point_raw()
+        return await self._point(build=True)
 
     async def point_raw(self) -> int:
+        return await self._point(build=False)
+
+    async def _point(self, build: bool) -> int:
         sql = self.point_sql
         found = 0
         conn = await self.queue.get()
         try:
             for i in self.point_ids:
+                if build:
+                    build_point_query(i)
                 rows = await conn.execute_fetchall(sql, (i,))
                 for _id, _name, _value, _flag, _created_at in rows:
                     found += 1

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from ..config import BackendConfig
 from ..schema import COLUMNS, ITEMS, SCRATCH, insert_sql, point_sql, select_all_sql
-from .base import Contender, PartialContender, read_by_name
+from .base import Contender, PartialContender, build_point_query, read_by_name
 
 __all__ = ["AsyncpgQueue", "RawAsyncpg"]
 
@@ -27,7 +27,7 @@ def _connect_kwargs(backend: BackendConfig) -> dict[str, Any]:
 
 
 class RawAsyncpg(Contender):
-    """asyncpg.Pool; point_core runs the same SQL string as point_raw (no Core here)."""
+    """asyncpg.Pool; point_core builds the Core statement and runs point_raw's SQL string."""
 
     name: ClassVar[str] = "asyncpg"
     pool: Any
@@ -51,13 +51,18 @@ class RawAsyncpg(Contender):
         await self.pool.close()
 
     async def point_core(self) -> int:
-        return await self.point_raw()
+        return await self._point(build=True)
 
     async def point_raw(self) -> int:
+        return await self._point(build=False)
+
+    async def _point(self, build: bool) -> int:
         sql = self.point_sql
         found = 0
         async with self.pool.acquire() as conn:
             for i in self.point_ids:
+                if build:
+                    build_point_query(i)
                 row = await conn.fetchrow(sql, i)
                 if row is not None:
                     read_by_name(row)

@@ -13,14 +13,15 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..config import BackendConfig
 from ..schema import COLUMNS, ITEMS, SCRATCH, insert_sql, point_sql, select_all_sql
-from .base import Contender, read_by_name
+from .base import Contender, build_point_query, read_by_name
 
 __all__ = ["RawPsycopg"]
 
 
 class RawPsycopg(Contender):
     """AsyncConnectionPool of autocommit connections with dict rows (read by name, as
-    every contender reads); point_core runs the same SQL string as point_raw."""
+    every contender reads); point_core builds the Core statement and runs point_raw's
+    SQL string."""
 
     name: ClassVar[str] = "psycopg"
     pool: AsyncConnectionPool[Any]
@@ -59,13 +60,18 @@ class RawPsycopg(Contender):
         await self.pool.close()
 
     async def point_core(self) -> int:
-        return await self.point_raw()
+        return await self._point(build=True)
 
     async def point_raw(self) -> int:
+        return await self._point(build=False)
+
+    async def _point(self, build: bool) -> int:
         sql = self.point_sql
         found = 0
         async with self.pool.connection() as conn:
             for i in self.point_ids:
+                if build:
+                    build_point_query(i)
                 row = await (await conn.execute(sql, (i,))).fetchone()
                 if row is not None:
                     read_by_name(row)

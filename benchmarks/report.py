@@ -112,9 +112,9 @@ def _core_cost(backend: dict[str, Any], stat: str) -> str | None:
     if not (ours and limit and query):
         return None
     return (
-        f"Core's cost: dbaccess's point_core is {(ours - limit) / query * 100:+.0f}% of the "
-        f"raw query ({raw}'s point_raw) over {raw}'s point_core, which builds the same "
-        "statement and runs the SQL string"
+        f"Core's own cost: dbaccess's point_core took {ours - limit:+.4f} s more than "
+        f"{raw}'s, which builds the same statements and runs the SQL string: "
+        f"{(ours - limit) / query * 100:+.0f}% of the raw queries' time ({raw}'s point_raw)"
     )
 
 

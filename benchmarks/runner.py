@@ -137,6 +137,11 @@ class _Session:
         self.run.described[cls.name] = contender.describe()
         return contender
 
+    async def stop(self, name: str) -> None:
+        contender = self.open.pop(name, None)
+        if contender is not None:
+            await _close(contender)
+
     async def measure(self, contender: Contender, workload: str) -> tuple[str, str]:
         """Run ``workload`` once on ``contender``; return (status, shown text)."""
         cell = self.run.cells[workload][contender.name]
@@ -194,22 +199,30 @@ async def run_backend(
         _progress(f"[{backend.name}] {run.server_version}: creating {sizes.rows} rows")
         await admin.create_filled(ITEMS, sizes.rows)
         await admin.create(SCRATCH)
-        for cls in classes:
-            await session.start(cls)
+        # A contender is open only for its turn in a round: every PostgreSQL contender's
+        # pool at once would pass the server's default max_connections (100).
+        by_name = {cls.name: cls for cls in classes}
         for round_index in range(sizes.rounds):
-            for workload in workloads:
-                names_now = run.contenders
-                shift = round_index % len(names_now) if names_now else 0
-                for name in names_now[shift:] + names_now[:shift]:
-                    contender = session.open.get(name)
-                    if contender is None or run.cells[workload][name].status != "ok":
-                        continue
-                    status, shown = await session.measure(contender, workload)
-                    if status != "n/a":
-                        _progress(
-                            f"[{backend.name} {round_index + 1}/{sizes.rounds}] "
-                            f"{workload:<13} {name:<14} {shown}"
-                        )
+            names_now = run.contenders
+            shift = round_index % len(names_now) if names_now else 0
+            for name in names_now[shift:] + names_now[:shift]:
+                if all(run.cells[w][name].status != "ok" for w in workloads):
+                    continue
+                contender = await session.start(by_name[name])
+                if contender is None:
+                    continue
+                try:
+                    for workload in workloads:
+                        if run.cells[workload][name].status != "ok":
+                            continue
+                        status, shown = await session.measure(contender, workload)
+                        if status != "n/a":
+                            _progress(
+                                f"[{backend.name} {round_index + 1}/{sizes.rounds}] "
+                                f"{workload:<13} {name:<14} {shown}"
+                            )
+                finally:
+                    await session.stop(name)
     except Exception as exc:
         run.error = f"{backend.name}: {_reason(exc)}"
         _progress(run.error)

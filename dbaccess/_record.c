@@ -29,6 +29,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <datetime.h>
 
 typedef struct {
     PyObject_HEAD
@@ -614,6 +615,35 @@ untracked_subclass(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return type;
 }
 
+/* iso_datetime_text(fallback, value): SQLite's text of a naive datetime, as SQLAlchemy's
+ * default storage format writes it ("YYYY-MM-DD HH:MM:SS.ffffff"); any other value (a
+ * subclass, an aware datetime, a date, None) goes to fallback(value). processors.py binds
+ * the fallback with functools.partial and uses it only where the dialect's own text was
+ * checked to be this format. */
+static PyObject *
+iso_datetime_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "iso_datetime_text(fallback, value)");
+        return NULL;
+    }
+    PyObject *value = args[1];
+    if (!PyDateTime_CheckExact(value) || PyDateTime_DATE_GET_TZINFO(value) != Py_None) {
+        return PyObject_CallOneArg(args[0], value);
+    }
+    char text[40];
+    int size = snprintf(text, sizeof(text), "%04d-%02d-%02d %02d:%02d:%02d.%06d",
+                        PyDateTime_GET_YEAR(value), PyDateTime_GET_MONTH(value),
+                        PyDateTime_GET_DAY(value), PyDateTime_DATE_GET_HOUR(value),
+                        PyDateTime_DATE_GET_MINUTE(value), PyDateTime_DATE_GET_SECOND(value),
+                        PyDateTime_DATE_GET_MICROSECOND(value));
+    if (size < 0 || (size_t)size >= sizeof(text)) {
+        PyErr_SetString(PyExc_SystemError, "iso_datetime_text: unexpected length");
+        return NULL;
+    }
+    return PyUnicode_FromStringAndSize(text, size);
+}
+
 static PyMethodDef module_methods[] = {
     {"make_all", (PyCFunction)(void (*)(void))make_all, METH_FASTCALL,
      "Wrap each driver row in a record: of container_cls where the row holds a container, "
@@ -621,6 +651,8 @@ static PyMethodDef module_methods[] = {
     {"untracked_subclass", (PyCFunction)(void (*)(void))untracked_subclass, METH_FASTCALL,
      "Return a subclass of a RecordBase subclass whose instances the garbage collector "
      "does not know."},
+    {"iso_datetime_text", (PyCFunction)(void (*)(void))iso_datetime_text, METH_FASTCALL,
+     "SQLite's text of a naive datetime (YYYY-MM-DD HH:MM:SS.ffffff), else fallback(value)."},
     {NULL},
 };
 
@@ -637,6 +669,10 @@ PyInit__record(void)
 {
     if (PyType_Ready(&MetaType) < 0 || PyType_Ready(&RecordType) < 0 ||
         PyType_Ready(&ValuesType) < 0) {
+        return NULL;
+    }
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) {
         return NULL;
     }
     str_slow_getitem = PyUnicode_InternFromString("_slow_getitem");

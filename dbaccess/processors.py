@@ -16,8 +16,12 @@ that every type round-trips the same on every backend:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
+import functools
+import importlib
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +35,13 @@ __all__ = ["Processor", "bind_processor", "converter", "result_processor", "retu
 Processor = Callable[[Any], Any]
 
 _UTC = datetime.timezone.utc
+
+# SQLite's datetime text written in C (dbaccess/_record.c) where it was compiled; the
+# Python in _iso_datetime writes the same text (tests/test_record_internals.py checks).
+_c_iso_text: Callable[[Processor, Any], Any] | None = None
+if not os.environ.get("DBACCESS_PURE_PYTHON"):
+    with contextlib.suppress(ImportError):  # not compiled: the Python version
+        _c_iso_text = importlib.import_module("dbaccess._record").iso_datetime_text
 
 
 def bind_processor(type_: sqltypes.TypeEngine[Any], dialect: Dialect) -> Processor | None:
@@ -160,6 +171,8 @@ def _iso_datetime(process: Processor) -> Processor:
         iso = False
     if not iso:
         return process
+    if _c_iso_text is not None:  # the same text, written in C
+        return functools.partial(_c_iso_text, process)
     datetime_type = datetime.datetime
 
     def to_iso_text(value: Any) -> Any:

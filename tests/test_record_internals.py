@@ -4,6 +4,7 @@ these twice: with the C part, and with DBACCESS_PURE_PYTHON=1."""
 
 from __future__ import annotations
 
+import datetime
 import gc
 import os
 import pickle
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from dbaccess.compiler import Compiler
-from dbaccess.processors import returns_atoms
+from dbaccess.processors import bind_processor, returns_atoms
 from dbaccess.record import SPEEDUPS, ContainerRecord, Record, ResultMeta
 
 from .conftest import IN_CI
@@ -191,3 +192,33 @@ def test_a_failing_conversion_propagates_and_the_row_stays_unconverted() -> None
         with pytest.raises(ValueError, match="cannot convert 'x'"):
             record["a"]
     assert record._raw == ("x",)
+
+
+class _Moment(datetime.datetime):
+    """A datetime subclass: its text is the dialect's business, not the fast path's."""
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime.datetime(1, 1, 1),
+        datetime.datetime(999, 12, 31, 23, 59, 59),
+        datetime.datetime(2001, 2, 3, 4, 5, 6, 7),
+        datetime.datetime(2024, 1, 1, 0, 0, 1),
+        datetime.datetime(9999, 12, 31, 23, 59, 59, 999_999),
+        datetime.datetime(2024, 3, 31, 2, 30, fold=1),
+        datetime.datetime(2024, 1, 1, 12, tzinfo=datetime.timezone.utc),
+        _Moment(2024, 1, 1, 12, 0, 0, 5),
+        datetime.date(2024, 1, 1),
+        None,
+    ],
+)
+def test_sqlite_datetimes_bind_as_the_dialects_own_text(value: Any) -> None:
+    # The SQLite DateTime processor writes naive datetimes itself (in C where built, in
+    # Python otherwise); every value, those it hands back to the dialect included, must
+    # come out as SQLAlchemy's own processor writes it.
+    dialect = sqlite.dialect()
+    ours = bind_processor(sa.DateTime(), dialect)
+    theirs = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours is not None and theirs is not None
+    assert ours(value) == theirs(value)

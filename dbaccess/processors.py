@@ -162,9 +162,10 @@ def _is_sqlite_datetime(impl: sqltypes.TypeEngine[Any]) -> bool:
 def _iso_datetime(process: Processor) -> Processor:
     """SQLite stores datetimes as text, which SQLAlchemy writes with a %-format of a dict
     (about 1.6 µs a value). When its output is ISO 8601 with microseconds (the default
-    storage format; the probe checks it), ``datetime.isoformat`` writes the same text in
-    a third of the time; the dialect's own function handles every other value (dates,
-    aware datetimes) and every other storage format."""
+    storage format; the probe checks it), a naive datetime's text is written here: in C
+    where dbaccess/_record.c was built, else by ``datetime.isoformat`` in a third of the
+    dialect's time. The dialect's own function handles every other value (subclasses,
+    dates, aware datetimes) and every other storage format."""
     try:
         iso = process(_PROBE) == _PROBE.isoformat(" ", "microseconds")
     except Exception:  # a processor that cannot take a datetime: leave it alone

@@ -149,6 +149,7 @@ def test_every_page_renders_and_the_navigation_reaches_it(browser: Any, served: 
 
 
 def test_the_search_finds_a_term(browser: Any, served: str) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     browser.get(served)
@@ -157,11 +158,19 @@ def test_the_search_finds_a_term(browser: Any, served: str) -> None:
         browser, lambda d: d.find_element(By.CSS_SELECTOR, "input.md-search__input"), "search"
     )
     box.send_keys("savepoint")
-    results = wait_for(
-        browser,
-        lambda d: d.find_elements(By.CSS_SELECTOR, ".md-search-result__item a"),
-        "search results",
-    )
+
+    def result_links(driver: Any) -> list[str]:
+        # The list is rendered again as the search worker answers each keystroke: read
+        # every link in one pass, and start over when the list was replaced meanwhile.
+        try:
+            return [
+                link.get_attribute("href")
+                for link in driver.find_elements(By.CSS_SELECTOR, ".md-search-result__item a")
+            ]
+        except StaleElementReferenceException:
+            return []
+
+    links = wait_for(browser, result_links, "search results")
     # search.highlight adds ?h=TERM to each result link.
-    targets = {result.get_attribute("href").split("#")[0].split("?")[0] for result in results}
+    targets = {link.split("#")[0].split("?")[0] for link in links}
     assert served + "transactions-and-tasks/" in targets
